@@ -1,0 +1,56 @@
+# Instance Normalization reproduction. `make help` lists the targets.
+#
+# `make setup` creates .venv (unless a conda or virtual environment is already active) and
+# installs the project with its dev extras; every other target uses that interpreter.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PROFILE ?= cpu
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+PYTHON ?= python
+SETUP_STAMP := .setup-stamp-active-env
+else
+PYTHON ?= .venv/bin/python
+SETUP_STAMP := .venv/.setup-stamp
+endif
+
+.PHONY: help setup data test test-unit test-notebooks smoke figures lab clean distclean
+
+help: ## list the targets
+	@echo "usage: make TARGET [PROFILE=smoke|cpu|paper]"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create .venv (unless an env is active) and install repro[dev]
+
+$(SETUP_STAMP): pyproject.toml
+ifeq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+	test -x .venv/bin/python || python3 -m venv .venv
+endif
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e '.[dev]'
+	touch $@
+
+data: setup ## fetch and verify VGG weights and images into data/ (mirror or download)
+	$(PYTHON) -m repro data
+
+test: setup data ## unit tests and the notebooks' smoke runs (nbval)
+	$(PYTHON) -m pytest tests -q
+
+smoke: setup data ## every figure notebook with the smoke profile (a quick end-to-end check)
+	$(PYTHON) -m repro figures --profile smoke
+
+figures: setup data ## regenerate every figure into figures/ (PROFILE=cpu by default)
+	$(PYTHON) -m repro figures --profile $(PROFILE)
+
+lab: setup data ## open JupyterLab on the notebooks
+	$(PYTHON) -m jupyter lab notebooks/
+
+clean: ## remove caches and executed notebooks (keeps .venv, data/, runs/)
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv, the fetched data and the training runs
+	rm -rf .venv runs
+	find data -mindepth 1 -maxdepth 1 ! -name README.md ! -name manifests -exec rm -rf {} +
