@@ -1,0 +1,78 @@
+"""The residual generator of Johnson, Alahi & Fei-Fei 2016 ("Perceptual losses for real-time style
+transfer", supplementary material), compared in Fig. 5 of the IN paper and adopted for its Fig. 4.
+
+    c9s1-32, d64, d128, R128 x 5, u64, u32, c9s1-3
+
+Every conv except the last is followed by normalization and ReLU; residual blocks are
+conv-norm-ReLU-conv-norm plus identity. Upsampling is nearest x2 followed by a 3x3 conv by default
+(no checkerboard; as pytorch/examples) or a 3x3 stride-2 transposed conv (``upsample="transposed"``,
+as the original). A transposed conv has no padding mode: its implicit border is always zero.
+Deviations from the original: 9x9 output conv without the ``150 * tanh`` (output mapping see
+:class:`~repro.models._common.Generator`); the original pads with zeros, our default is reflection.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from repro.norms import make_norm
+
+from ._common import Generator, StyledSequential, check_choice, conv, scaled
+
+UPSAMPLES = ("nearest", "transposed")
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-norm-ReLU-conv3x3-norm with an identity shortcut (Johnson et al., supp. Fig. 1)."""
+
+    takes_style = True
+
+    def __init__(self, channels: int, norm: str, padding: str, **norm_kw):
+        super().__init__()
+        self.body = StyledSequential(
+            conv(channels, channels, 3, padding=padding), make_norm(norm, channels, **norm_kw),
+            nn.ReLU(),
+            conv(channels, channels, 3, padding=padding), make_norm(norm, channels, **norm_kw),
+        )
+
+    def forward(self, x, style=None):
+        return x + self.body(x, style)
+
+
+class ResidualGenerator(Generator):
+    """Johnson et al. 2016 image transformation network; ``width`` scales 32/64/128 channels."""
+
+    multiple = 4  # two stride-2 convs
+    min_size = 8  # the 1/4-resolution maps must be >= 2 px to reflect-pad a 3x3 conv
+
+    def __init__(self, norm: str = "instance", padding: str = "reflect", width: float = 1.0,
+                 upsample: str = "nearest", output: str = "sigmoid", n_styles: int | None = None):
+        super().__init__(dict(arch="residual", norm=norm, padding=padding, width=width,
+                              upsample=upsample, output=output, n_styles=n_styles))
+        check_choice("upsample", upsample, UPSAMPLES)
+        c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
+        kw = self.norm_kw()
+
+        def conv_norm_relu(cin, cout, kernel, stride=1):
+            return [conv(cin, cout, kernel, stride, padding), make_norm(norm, cout, **kw),
+                    nn.ReLU()]
+
+        def up(cin, cout):
+            if upsample == "nearest":
+                layers = [nn.Upsample(scale_factor=2, mode="nearest"),
+                          conv(cin, cout, 3, 1, padding)]
+            else:
+                layers = [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+            return layers + [make_norm(norm, cout, **kw), nn.ReLU()]
+
+        self.net = StyledSequential(
+            *conv_norm_relu(3, c1, 9),
+            *conv_norm_relu(c1, c2, 3, stride=2),
+            *conv_norm_relu(c2, c3, 3, stride=2),
+            *(ResidualBlock(c3, norm, padding, **kw) for _ in range(5)),
+            *up(c3, c2),
+            *up(c2, c1),
+            conv(c1, 3, 9, padding=padding),
+        )
+
+    def body(self, x, style):
+        return self.net(x, style)
