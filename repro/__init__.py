@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "paths", "images", "data", "vgg", "norms", "models", "losses", "gatys", "train", "runs",
-    "metrics", "plots", "cli", "config",
+    "metrics", "plots", "cli", "config", "inference",
 }
 
 
@@ -20,6 +20,6 @@ def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"repro.{name}")
     if name == "stylize":
-        from repro.train import stylize  # noqa: F401  (public: repro.stylize)
+        from repro.inference import stylize  # public: repro.stylize
         return stylize
     raise AttributeError(f"module 'repro' has no attribute {name!r}")

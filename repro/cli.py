@@ -17,6 +17,35 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from repro.config import load_config
+    from repro.train import train
+
+    cfg = load_config(args.config, args.set)
+    run = train(cfg, progress=False if args.no_progress else None)
+    print(run)  # the last line of output: scripts read the run directory from it
+    return 0
+
+
+def _cmd_stylize(args) -> int:
+    from repro.images import load_image, save_image
+    from repro.inference import load_generator, stylize
+
+    model = load_generator(args.checkpoint, device=args.device)
+    image = load_image(args.input)
+    style = None
+    if args.style_index is not None and args.style_weights is not None:
+        raise ValueError("give --style-index or --style-weights, not both")
+    if args.style_index is not None:
+        style = args.style_index
+    elif args.style_weights is not None:
+        style = [float(w) for w in args.style_weights.split(",")]
+    out = stylize(model, image, size=args.size, style=style)
+    save_image(out, args.output)
+    print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -32,6 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore any mirror and download from the public sources")
     d.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     d.set_defaults(func=_cmd_data)
+
+    t = sub.add_parser("train", help="train a feed-forward generator (prints the run directory last)",
+                       description="Train a generator from a profile plus overrides. A finished run "
+                       "with the same resolved config is reused; an unfinished one resumes from its "
+                       "last checkpoint. Runs live under runs/ (or $REPRO_RUNS).")
+    t.add_argument("--config", default="cpu",
+                   help="profile name in configs/ (smoke, cpu, paper) or a YAML file (default: cpu)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set model.norm=batch --set optim.steps=200 "
+                   "(repeatable; values are parsed as YAML)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    st = sub.add_parser("stylize", help="apply a trained generator to an image",
+                        description="Stylize INPUT with the generator in CHECKPOINT (a model.pt / "
+                        "checkpoint.pt file or a run directory) and write OUTPUT (PNG or JPEG).")
+    st.add_argument("checkpoint", help="checkpoint file or run directory")
+    st.add_argument("input", help="content image")
+    st.add_argument("output", help="where to write the stylized image")
+    st.add_argument("--size", type=int, help="resize the input's shorter side to SIZE first")
+    st.add_argument("--style-index", type=int,
+                    help="conditional-IN generators: which of its styles to apply")
+    st.add_argument("--style-weights",
+                    help="conditional-IN generators: comma-separated mixing weights, one per style")
+    st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    st.set_defaults(func=_cmd_stylize)
     return p
 
 
@@ -39,12 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors():
     from repro.data import DataError
 
-    errors = [DataError, FileNotFoundError, ValueError, PermissionError]
-    try:
-        from repro.images import ImageLoadError
-        errors.append(ImageLoadError)
-    except ImportError:
-        pass
+    # ConfigError, CheckpointError, ImageLoadError are ValueErrors; TrainingDiverged is a
+    # FloatingPointError with the run directory in its message.
+    errors = [DataError, FileNotFoundError, ValueError, PermissionError, FloatingPointError]
     return tuple(errors)
 
 

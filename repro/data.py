@@ -29,6 +29,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from repro import paths
 
 # Raw file URL of a public repository at a commit; the manifests name repository, commit, path.
@@ -320,3 +322,47 @@ def hires_path(name: str) -> Path:
     """A 1080 px copy, e.g. ``hires_path("karya")`` (IN Fig. 6)."""
     return _by_name("hires", name)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Training crops
+
+
+class ContentCrops:
+    """Content photos held in memory, sampled as random crops (the trainer's data).
+
+    The photos are few (Texture Networks used 16), so they are decoded once, resized to
+    ``content_size`` on the shorter side, optionally transformed (``transform(img) -> img``,
+    e.g. histogram equalization for AdaIN Fig. 1b), and cropped per step. ``sample`` draws
+    from an explicit ``torch.Generator``: seeding it from (seed, step, rank) makes every step's
+    batch a pure function of its index, which is what makes resume exact.
+    """
+
+    def __init__(self, image_paths, content_size: int, image_size: int, transform=None):
+        from repro.images import load_image
+
+        if not image_paths:
+            raise ValueError("no content images to train on")
+        self.image_size = image_size
+        self.images = []
+        for p in image_paths:
+            img = load_image(p, size=content_size)
+            if transform is not None:
+                img = transform(img)
+            if min(img.shape[-2:]) < image_size:
+                raise ValueError(f"{p}: {tuple(img.shape[-2:])} after resizing is smaller than "
+                                 f"the crop size {image_size}")
+            self.images.append(img)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        from repro.images import random_crop
+
+        idx = torch.randint(len(self.images), (batch_size,), generator=generator)
+        crops = [random_crop(self.images[i], self.image_size, generator=generator) for i in idx.tolist()]
+        # a random horizontal flip doubles the variety of 16 photos at no cost
+        flips = torch.rand(batch_size, generator=generator) < 0.5
+        crops = [c.flip(-1) if f else c for c, f in zip(crops, flips.tolist())]
+        return torch.stack(crops)

@@ -1,0 +1,258 @@
+"""A plain, typed run configuration: dataclasses built from ``configs/<profile>.yaml`` + overrides.
+
+    cfg = load_config("cpu", overrides=["model.norm=batch", "optim.steps=200"])
+
+An unknown key, or a value of the wrong type, is a ``ConfigError`` naming the key. The resolved
+config (``to_dict(cfg)``) is what a run directory stores and what its hash is computed from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro import paths
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    """Generator (``repro.models.build_generator`` keyword arguments)."""
+    arch: str = "residual"            # "residual" (Johnson'16) | "multiscale" (Ulyanov'16)
+    norm: str = "instance"            # "instance" | "batch" | "none" | "conditional_instance"
+    padding: str = "reflect"          # "zero" | "reflect" | "replicate"
+    width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
+    upsample: str = "nearest"         # residual only: "nearest" (+conv) | "transposed"
+    n_styles: int = 0                 # conditional_instance only
+    noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
+
+
+@dataclass
+class DataConfig:
+    """Content photos, crops, and the style image(s)."""
+    style: list[str] = field(default_factory=lambda: ["starry_night"])  # names or paths
+    style_size: int = 256             # shorter side of the style image
+    content_size: int = 256           # content photos resized to this shorter side, then cropped
+    image_size: int = 128             # random crop size for training
+    n_train: int = 16                 # first N train photos (Texture Networks used 16); 0 = all
+    transform: str = "none"           # "none" | "equalize" (AdaIN Fig. 1b) | "stylize" (Fig. 1c)
+    transform_checkpoint: str = ""    # the generator used by transform="stylize"
+    test_images: list[str] = field(default_factory=lambda: ["karya", "tubingen", "golden_gate", "kitten"])
+    test_size: int = 256              # held-out evaluation at this shorter side
+
+
+@dataclass
+class LossConfig:
+    """``repro.losses.PerceptualLoss`` on ``repro.vgg.LossNetwork``."""
+    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
+    style_layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1"])
+    content_weight: float = 1.0
+    style_weight: float = 30.0
+    tv_weight: float = 0.0
+    style_stat: str = "gram"          # "gram" | "meanstd"
+    vgg_arch: str = "vgg19"
+    vgg_weights: str = "auto"         # "auto" | "normalised" | "imagenet" | "random"
+
+
+@dataclass
+class OptimConfig:
+    """Adam with texture_nets' step decay (lr x decay every N steps; 0 = constant)."""
+    lr: float = 1e-3
+    steps: int = 400
+    batch_size: int = 4
+    lr_decay: float = 0.8
+    lr_decay_every: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """How the loop runs (device, precision, logging, checkpoints)."""
+    seed: int = 0
+    device: str = "auto"              # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
+    precision: str = "auto"           # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
+    channels_last: bool = True        # CUDA only: NHWC kernels
+    compile: bool = False             # torch.compile the generator
+    sync_bn: bool = False             # distributed + batch norm: SyncBatchNorm (CUDA only)
+    eval_every: int = 100             # held-out losses and a sample grid
+    checkpoint_every: int = 100
+    progress: bool = True             # tqdm bar
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Keys that change how a run is watched, not what it computes: left out of the run hash so a
+# finished run is reused whether or not a progress bar was shown.
+VOLATILE_KEYS = {"train.progress"}
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Coerce/validate one value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in updates.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(cur))}")
+            _merge(cur, v, key + ".")
+        else:
+            setattr(obj, k, _check(v, hints[k], key))
+
+
+def parse_override(item: str) -> dict:
+    """``"model.norm=batch"`` -> ``{"model": {"norm": "batch"}}`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. model.norm=batch)")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def profile_path(profile: str | Path) -> Path:
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    p = paths.CONFIGS / f"{profile}.yaml"
+    if not p.is_file():
+        avail = sorted(q.stem for q in paths.CONFIGS.glob("*.yaml"))
+        raise ConfigError(f"no profile {profile!r} ({p}); available: {', '.join(avail)}")
+    return p
+
+
+def load_config(profile: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """Defaults <- ``configs/<profile>.yaml`` (its ``train_defaults`` section, if present) <- overrides."""
+    cfg = Config()
+    if profile is not None:
+        path = profile_path(profile)
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        section = doc.get("train_defaults", doc) if isinstance(doc, dict) else None
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: expected a mapping")
+        _merge(cfg, section)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
+    """Apply ``["key=value", ...]`` or a nested dict to ``cfg`` in place, then validate."""
+    if isinstance(overrides, dict):
+        _merge(cfg, overrides)
+    else:
+        for item in overrides or []:
+            _merge(cfg, parse_override(item))
+    validate(cfg)
+    return cfg
+
+
+def from_dict(d: dict) -> Config:
+    cfg = Config()
+    _merge(cfg, d)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+_CHOICES = {
+    "model.arch": ("residual", "multiscale"),
+    "model.norm": ("instance", "batch", "none", "conditional_instance"),
+    "model.padding": ("zero", "reflect", "replicate"),
+    "model.upsample": ("nearest", "transposed"),
+    "data.transform": ("none", "equalize", "stylize"),
+    "loss.style_stat": ("gram", "meanstd"),
+    "loss.vgg_arch": ("vgg16", "vgg19"),
+    "loss.vgg_weights": ("auto", "normalised", "imagenet", "random"),
+    "train.precision": ("auto", "fp32", "bf16"),
+}
+
+
+def validate(cfg: Config) -> None:
+    d = to_dict(cfg)
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        if d[section][name] not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {d[section][name]!r}")
+    positive = ["model.width", "data.style_size", "data.content_size", "data.image_size",
+                "data.test_size", "optim.lr", "optim.steps", "optim.batch_size"]
+    for key in positive:
+        section, name = key.split(".")
+        if d[section][name] <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {d[section][name]!r}")
+    for key in ("data.n_train", "optim.lr_decay_every", "train.eval_every", "train.checkpoint_every",
+                "model.n_styles", "model.noise_channels"):
+        section, name = key.split(".")
+        if d[section][name] < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {d[section][name]!r}")
+    if cfg.data.image_size > cfg.data.content_size:
+        raise ConfigError(f"data.image_size ({cfg.data.image_size}) must not exceed "
+                          f"data.content_size ({cfg.data.content_size}): crops come from the resized photos")
+    if not cfg.data.style:
+        raise ConfigError("data.style: name at least one style image")
+    if cfg.model.norm == "conditional_instance":
+        if cfg.model.n_styles != len(cfg.data.style):
+            raise ConfigError(f"model.n_styles ({cfg.model.n_styles}) must equal the number of "
+                              f"data.style images ({len(cfg.data.style)}) for conditional_instance")
+    elif len(cfg.data.style) != 1:
+        raise ConfigError("data.style: several styles need model.norm=conditional_instance")
+    if cfg.data.transform == "stylize" and not cfg.data.transform_checkpoint:
+        raise ConfigError("data.transform=stylize needs data.transform_checkpoint")
+    if not cfg.loss.content_layers and not cfg.loss.style_layers:
+        raise ConfigError("loss: name at least one content or style layer")

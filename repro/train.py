@@ -1,0 +1,385 @@
+"""The trainer: one loop for every feed-forward generator (IN Fig. 3-6, AdaIN Fig. 1, CIN).
+
+    run_dir = train(load_config("cpu", ["model.norm=batch"]))
+
+Written for a CUDA GPU (bf16 autocast, channels_last, cudnn autotuning, optional
+``torch.compile``) and unchanged on the CPU (fp32). Under ``torchrun`` it trains with
+DistributedDataParallel (gloo on CPU, nccl on CUDA).
+
+Exact resume: every step's batch (crops, flips, CIN style indices) is drawn from a generator
+seeded by (seed, step, rank), and the global RNG is reseeded the same way, so the run is a pure
+function of its config and step index. The checkpoint holds model, optimizer, step and the RNG
+states; on resume the logs are cut back to the checkpoint's step and the steps after it are
+recomputed, so a run killed at any moment ends with the same weights and metrics as one that
+was never interrupted (bit for bit on the CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from repro import config as config_mod
+from repro import data, images, runs
+from repro.config import Config
+from repro.inference import (load_checkpoint, load_generator, model_kwargs, save_checkpoint,  # noqa: F401
+                             stylize)
+from repro.losses import PerceptualLoss
+from repro.models import build_generator
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and distribution
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            return torch.device(f"cuda:{local}")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def _dist_setup(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _git_commit() -> str:
+    try:
+        from repro import paths
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+    except Exception:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of a run
+
+
+def build_loss(cfg: Config, device: torch.device) -> PerceptualLoss:
+    from repro.vgg import LossNetwork
+
+    layers = list(dict.fromkeys(cfg.loss.content_layers + cfg.loss.style_layers))
+    net = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights)
+    return PerceptualLoss(cfg.loss.content_layers, cfg.loss.style_layers,
+                          content_weight=cfg.loss.content_weight, style_weight=cfg.loss.style_weight,
+                          tv_weight=cfg.loss.tv_weight, style_stat=cfg.loss.style_stat,
+                          loss_network=net).to(device)
+
+
+def _image_path(name: str, kind: str) -> Path:
+    p = Path(name)
+    if p.suffix and p.is_file():
+        return p
+    if p.suffix:
+        raise FileNotFoundError(2, "image file not found", str(p))
+    return data.style_path(name) if kind == "style" else data.content_path(name)
+
+
+def style_images(cfg: Config) -> torch.Tensor:
+    """(S, 3, H, W) style images at ``style_size`` (shorter side), center-cropped to a common
+    size when there are several (CIN)."""
+    imgs = [images.load_image(_image_path(s, "style"), size=cfg.data.style_size) for s in cfg.data.style]
+    if len(imgs) > 1:
+        s = cfg.data.style_size
+        imgs = [images.center_crop(i, s) for i in imgs]
+    return torch.stack(imgs)
+
+
+def content_transform(cfg: Config):
+    """The per-image transform of AdaIN Fig. 1: (b) luminance histogram equalization, (c)
+    stylization by a generator trained earlier (style normalization)."""
+    if cfg.data.transform == "equalize":
+        return images.equalize_luminance_histogram
+    if cfg.data.transform == "stylize":
+        model = load_generator(cfg.data.transform_checkpoint)
+        return lambda img: stylize(model, img)
+    return None
+
+
+def training_set(cfg: Config) -> data.ContentCrops:
+    photos = data.content_paths("train")
+    if cfg.data.n_train:
+        photos = photos[: cfg.data.n_train]
+    return data.ContentCrops(photos, cfg.data.content_size, cfg.data.image_size,
+                             transform=content_transform(cfg))
+
+
+def test_images(cfg: Config) -> list[torch.Tensor]:
+    return [images.load_image(_image_path(n, "content"), size=cfg.data.test_size)
+            for n in cfg.data.test_images]
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    # distinct, reproducible streams per (seed, step, rank)
+    return (seed * 1_000_003 + step) * 1009 + rank
+
+
+def _lr(cfg: Config, step: int) -> float:
+    """texture_nets' schedule: lr x decay every N steps (step is 1-based)."""
+    if not cfg.optim.lr_decay_every:
+        return cfg.optim.lr
+    return cfg.optim.lr * cfg.optim.lr_decay ** ((step - 1) // cfg.optim.lr_decay_every)
+
+
+def _select_targets(targets: dict, idx: torch.Tensor) -> dict:
+    """Per-sample style targets for conditional IN: sample i gets style idx[i]."""
+    return {l: (t[idx] if isinstance(t, torch.Tensor) else tuple(x[idx] for x in t))
+            for l, t in targets.items()}
+
+
+@torch.no_grad()
+def evaluate(model, loss_fn: PerceptualLoss, tests: list[torch.Tensor], device,
+             all_targets: dict, n_styles: int = 0) -> dict:
+    """Held-out style and content losses (unweighted, eval mode), averaged over images (and
+    over styles for conditional IN): the numbers IN Fig. 5 compares."""
+    was_training = model.training
+    model.eval()
+    acc: dict[str, list[float]] = {}
+    for x in tests:
+        x = x[None].to(device)
+        for s in (range(n_styles) if n_styles else [None]):
+            if s is None:
+                y = model(x)
+                terms = loss_fn(y, x, style_targets=all_targets, weighted=False)
+            else:
+                idx = torch.tensor([s], device=device)
+                y = model(x, idx)
+                terms = loss_fn(y, x, style_targets=_select_targets(all_targets, idx), weighted=False)
+            for k in ("style", "content", "tv"):
+                acc.setdefault(k, []).append(float(terms[k]))
+    model.train(was_training)
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+@torch.no_grad()
+def _save_samples(model, tests, device, path: Path, n_styles: int) -> None:
+    model.eval()
+    outs = []
+    for x in tests[:3]:
+        x = images.center_crop(images.resize_shorter(x, 128), 128)[None].to(device)
+        outs.append(x[0].cpu())
+        for s in (range(min(n_styles, 4)) if n_styles else [None]):
+            y = model(x) if s is None else model(x, torch.tensor([s], device=device))
+            outs.append(y[0].float().clamp(0, 1).cpu())
+    model.train()
+    per_row = 1 + (min(n_styles, 4) if n_styles else 1)
+    rows = [torch.cat(outs[i:i + per_row], dim=2) for i in range(0, len(outs), per_row)]
+    images.save_image(torch.cat(rows, dim=1), path)
+
+
+def _rng_state(device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *,
+          runs_root: str | Path | None = None, progress: bool | None = None,
+          callback=None) -> Path:
+    """Train the generator ``cfg`` describes; return its run directory.
+
+    ``cfg``: a ``Config``, a plain dict of one, or a profile name / YAML path (with
+    ``overrides`` such as ``["model.norm=batch"]``). A finished run with the same resolved
+    config is returned at once; an unfinished one is resumed from its last checkpoint.
+    ``callback(step, logs)`` is called after every step on rank 0 (tests use it to simulate a
+    kill).
+    """
+    if isinstance(cfg, (str, Path)):
+        cfg = config_mod.load_config(cfg, overrides)
+    else:
+        # a private copy: the caller's object is never modified
+        cfg = config_mod.from_dict(cfg if isinstance(cfg, dict) else config_mod.to_dict(cfg))
+        config_mod.apply_overrides(cfg, overrides)
+
+    run = runs.run_dir(cfg, runs_root)
+    if runs.is_done(run):
+        return run
+
+    device = resolve_device(cfg.train.device)
+    rank, world = _dist_setup(device)
+    if cfg.optim.batch_size % world:
+        raise ValueError(f"optim.batch_size ({cfg.optim.batch_size}) must be divisible by the "
+                         f"number of processes ({world})")
+    local_batch = cfg.optim.batch_size // world
+    amp_dtype = resolve_precision(cfg.train.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    memory_format = (torch.channels_last if cfg.train.channels_last and device.type == "cuda"
+                     else torch.contiguous_format)
+
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_json(run / "config.json", config_mod.to_dict(cfg))
+    _barrier(world)
+
+    # -- model, loss, data ---------------------------------------------------------------------
+    torch.manual_seed(cfg.train.seed)
+    model = build_generator(**model_kwargs(cfg.model)).to(device, memory_format=memory_format)
+    if world > 1 and cfg.train.sync_bn and cfg.model.norm == "batch":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    loss_fn = build_loss(cfg, device)
+    n_styles = cfg.model.n_styles if cfg.model.norm == "conditional_instance" else 0
+    styles = style_images(cfg).to(device)
+    style_targets = loss_fn.compute_style_targets(styles)
+    crops = training_set(cfg)
+    tests = test_images(cfg) if rank == 0 and cfg.data.test_images else []
+
+    # -- resume --------------------------------------------------------------------------------
+    ckpt_path = run / "checkpoint.pt"
+    start = 0
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+    if rank == 0:
+        for log in ("metrics.jsonl", "eval.jsonl"):
+            runs.truncate_jsonl(run / log, start)
+    _barrier(world)
+
+    train_model = model
+    if cfg.train.compile:
+        train_model = torch.compile(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        train_model = DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def checkpoint(step: int, path: Path) -> None:
+        save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=cfg,
+                        rng=_rng_state(device))
+
+    show = cfg.train.progress if progress is None else progress
+    bar = None
+    if rank == 0 and show:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.optim.steps, initial=start, desc=cfg.name, dynamic_ncols=True)
+
+    metrics_file = open(run / "metrics.jsonl", "a") if rank == 0 else None
+    eval_file = open(run / "eval.jsonl", "a") if rank == 0 else None
+    t_start = time.perf_counter()
+    model.train()
+    try:
+        for step in range(start + 1, cfg.optim.steps + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(_step_seed(cfg.train.seed, step, rank))
+            g = torch.Generator().manual_seed(_step_seed(cfg.train.seed, step, rank))
+            lr = _lr(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = crops.sample(local_batch, g).to(device, memory_format=memory_format)
+            if n_styles:
+                idx = torch.randint(n_styles, (local_batch,), generator=g).to(device)
+                targets = _select_targets(style_targets, idx)
+            else:
+                idx, targets = None, style_targets
+
+            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype
+                        else contextlib.nullcontext())
+            with autocast:
+                y = train_model(x) if idx is None else train_model(x, idx)
+                terms = loss_fn(y.float(), x, style_targets=targets)
+            loss = terms["total"]
+            if not torch.isfinite(loss.detach()).all():
+                raise TrainingDiverged(
+                    f"non-finite loss ({float(loss)}) at step {step} of run {run}; the last good "
+                    f"checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+            logs = {k: float(v.detach()) for k, v in terms.items()}
+            if world > 1:
+                vals = torch.tensor(list(logs.values()), device=device)
+                dist.all_reduce(vals)
+                logs = dict(zip(logs, (vals / world).tolist()))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            if rank == 0:
+                row = {"step": step, **logs, "lr": lr, "images_per_s": cfg.optim.batch_size / dt}
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+                if tests and ((cfg.train.eval_every and step % cfg.train.eval_every == 0)
+                              or step == cfg.optim.steps):
+                    ev = evaluate(model, loss_fn, tests, device, style_targets, n_styles)
+                    eval_file.write(json.dumps({"step": step, **ev}) + "\n")
+                    eval_file.flush()
+                    _save_samples(model, tests, device, run / "samples" / f"step{step:06d}.png", n_styles)
+                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                    checkpoint(step, ckpt_path)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{logs['total']:.3g}", style=f"{logs['style']:.3g}",
+                                    content=f"{logs['content']:.3g}", refresh=False)
+                if callback is not None:
+                    callback(step, logs)
+    finally:
+        for f in (metrics_file, eval_file):
+            if f is not None:
+                f.close()
+        if bar is not None:
+            bar.close()
+
+    if rank == 0:
+        checkpoint(cfg.optim.steps, run / "model.pt")
+        checkpoint(cfg.optim.steps, ckpt_path)
+        m = runs.metrics(run)
+        tail = m[-max(1, len(m) // 10):]
+        summary = {
+            "steps": cfg.optim.steps,
+            "seconds_this_session": time.perf_counter() - t_start,
+            "device": str(device), "world_size": world,
+            "precision": str(amp_dtype or "fp32"),
+            "final_train": {k: sum(r[k] for r in tail) / len(tail)
+                            for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
+            "final_eval": (runs.evals(run) or [None])[-1],
+            "git_commit": _git_commit(),
+            "torch": torch.__version__,
+        }
+        runs.atomic_write_json(run / "done.json", summary)
+    _barrier(world)
+    return run
+
