@@ -324,7 +324,7 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             loss = terms["total"]
             if not torch.isfinite(loss.detach()).all():
                 raise TrainingDiverged(
-                    f"non-finite loss ({float(loss)}) at step {step} of run {run}; the last good "
+                    f"non-finite loss ({float(loss.detach())}) at step {step} of run {run}; the last good "
                     f"checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
