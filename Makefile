@@ -15,12 +15,16 @@ PYTHON ?= .venv/bin/python
 SETUP_STAMP := .venv/.setup-stamp
 endif
 
-.PHONY: help setup data test test-unit test-notebooks smoke figures lab clean distclean
+FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin
+
+.PHONY: help setup data test smoke figures notebooks lab clean distclean $(FIGS)
 
 help: ## list the targets
 	@echo "usage: make TARGET [PROFILE=smoke|cpu|paper]"
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@echo "  $(FIGS)"
+	@echo "                   one figure's notebook, e.g. make fig2 PROFILE=cpu"
 
 setup: $(SETUP_STAMP) ## create .venv (unless an env is active) and install repro[dev]
 
@@ -35,8 +39,9 @@ endif
 data: setup ## fetch and verify VGG weights and images into data/ (mirror or download)
 	$(PYTHON) -m repro data
 
-test: setup data ## unit tests and the notebooks' smoke runs (nbval)
-	$(PYTHON) -m pytest tests -q
+test: setup data ## unit tests and the notebooks' stored smoke runs (nbval)
+	$(PYTHON) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -q
 
 smoke: setup data ## every figure notebook with the smoke profile (a quick end-to-end check)
 	$(PYTHON) -m repro figures --profile smoke
@@ -44,8 +49,14 @@ smoke: setup data ## every figure notebook with the smoke profile (a quick end-t
 figures: setup data ## regenerate every figure into figures/ (PROFILE=cpu by default)
 	$(PYTHON) -m repro figures --profile $(PROFILE)
 
+$(FIGS): setup data
+	$(PYTHON) -m repro figures --profile $(PROFILE) --only $@
+
+notebooks: setup data ## rebuild notebooks/*.ipynb from their .py sources with smoke outputs
+	$(PYTHON) -m repro notebooks
+
 lab: setup data ## open JupyterLab on the notebooks
-	$(PYTHON) -m jupyter lab notebooks/
+	$(PYTHON) -m jupyter lab notebooks/index.ipynb
 
 clean: ## remove caches and executed notebooks (keeps .venv, data/, runs/)
 	rm -rf build .pytest_cache

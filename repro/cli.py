@@ -46,6 +46,26 @@ def _cmd_stylize(args) -> int:
     return 0
 
 
+def _cmd_figures(args) -> int:
+    from repro.figures import FigureError, run_figures
+
+    try:
+        timings = run_figures(args.profile, args.only or None)
+    except FigureError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"figures ({args.profile}): {len(timings)} notebooks, {sum(timings.values()):.0f} s in all")
+    return 0
+
+
+def _cmd_notebooks(args) -> int:
+    from repro.figures import rebuild_notebooks
+
+    for p in rebuild_notebooks(args.only or None, execute=not args.no_execute):
+        print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -87,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="conditional-IN generators: comma-separated mixing weights, one per style")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     st.set_defaults(func=_cmd_stylize)
+
+    f = sub.add_parser("figures", help="regenerate the figures by running the notebooks (papermill)",
+                       description="Run every figure notebook (or --only some) with the profile's "
+                       "parameters; write PNG, PDF and JSON per figure and REPORT.md.")
+    f.add_argument("--profile", default="cpu", help="smoke, cpu (default) or paper")
+    f.add_argument("--only", nargs="*", metavar="FIGURE",
+                   help="figure names (notebook stems) or aliases such as fig2, adain_fig1")
+    f.set_defaults(func=_cmd_figures)
+
+    nb = sub.add_parser("notebooks", help="rebuild notebooks/*.ipynb from their .py sources "
+                        "and store a smoke run's outputs (for nbval)")
+    nb.add_argument("--only", nargs="*", metavar="NAME", help="notebook stems")
+    nb.add_argument("--no-execute", action="store_true", help="rebuild without running")
+    nb.set_defaults(func=_cmd_notebooks)
     return p
 
 

@@ -1,0 +1,114 @@
+"""The figure pipeline: notebook sources in sync, REPORT.md, figure records, runner errors."""
+import json
+
+import nbformat
+import pytest
+
+from repro import figures, metrics, paths
+
+
+def test_every_notebook_matches_its_py_source():
+    sources = sorted(paths.NOTEBOOKS.glob("*.py"))
+    assert sources, "no notebook sources"
+    for src in sources:
+        nb_path = src.with_suffix(".ipynb")
+        assert nb_path.is_file(), f"{nb_path.name} missing: run `make notebooks`"
+        stored = nbformat.read(nb_path, as_version=4)
+        built = figures.build_notebook(src)
+        assert [c.source for c in stored.cells] == [c.source for c in built.cells], \
+            f"{nb_path.name} is out of date with {src.name}: run `make notebooks`"
+        tags = [c.metadata.get("tags", []) for c in stored.cells]
+        assert sum("parameters" in t for t in tags) == 1, f"{nb_path.name}: one parameters cell"
+        # stored smoke outputs exist for nbval to compare
+        code = [c for c in stored.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code), f"{nb_path.name}: not executed"
+
+
+def test_index_links_every_figure_notebook():
+    index = nbformat.read(paths.NOTEBOOKS / "index.ipynb", as_version=4)
+    text = "".join(c.source for c in index.cells)
+    for nb in figures.figure_notebooks():
+        assert f"]({nb.name})" in text, f"index.ipynb does not link {nb.name}"
+
+
+def test_parse_percent_cells_and_tags():
+    cells = figures.parse_percent('# %% [markdown]\n# # Title\n# text\n\n# %% tags=["parameters"]\n'
+                                  'a = 1\n\n# %%\nprint(a)\n')
+    assert [c["type"] for c in cells] == ["markdown", "code", "code"]
+    assert cells[0]["source"] == "# Title\ntext"
+    assert cells[1]["tags"] == ["parameters"] and cells[1]["source"] == "a = 1"
+
+
+def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "figures_dir", lambda profile: tmp_path)
+    rec = metrics.FigureRecord("figX", "cpu", params={"a": 1})
+    rec.claim("IN beats BN", "0.8 vs 1.0", holds=True, paper="IN Fig. 5")
+    rec.claim("gap | shrinks", "12%", holds=False)
+    rec.deviation("fewer steps")
+    rec.numbers["x"] = float("nan")
+    rec.save(tmp_path)
+    (tmp_path / "timings.json").write_text(json.dumps({"figX": 12.5}))
+    report = figures.write_report("cpu").read_text()
+    assert "| figX (IN Fig. 5) | IN beats BN | 0.8 vs 1.0 | holds |" in report
+    assert "gap \\| shrinks" in report and "does not hold" in report
+    assert "**figX**: fewer steps" in report and "12.5" in report
+    saved = json.loads((tmp_path / "figX.json").read_text())
+    assert saved["numbers"]["x"] is None and saved["profile"] == "cpu" and saved["git_commit"] != ""
+
+
+def test_asserted_claims_fail_the_notebook_only_at_asserting_profiles():
+    smoke = metrics.FigureRecord("f", "smoke")
+    smoke.claim("c", "m", holds=False)
+    smoke.check()  # recorded, not asserted
+    cpu = metrics.FigureRecord("f", "cpu")
+    cpu.claim("c", "m", holds=False)
+    with pytest.raises(AssertionError, match="claims do not hold"):
+        cpu.check()
+
+
+def test_log_slope_is_the_elasticity():
+    assert metrics.log_slope([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+    assert metrics.log_slope([1, 2, 4], [5, 5, 5]) == pytest.approx(0.0)
+    assert metrics.log_slope([1, 2, 4], [1, 4, 16]) == pytest.approx(2.0)
+
+
+def test_unknown_figure_names_the_available_ones():
+    with pytest.raises(ValueError, match="in_fig1_gatys"):
+        figures.resolve_figure("fig99")
+    assert [p.stem for p in figures.resolve_figure("fig2")] == ["in_fig2_contrast"]
+
+
+def test_smoke_outputs_never_go_to_the_committed_figures():
+    assert figures.figures_dir("cpu") == paths.FIGURES
+    assert paths.FIGURES not in figures.figures_dir("smoke").parents
+    assert figures.figures_dir("smoke") != paths.FIGURES
+
+
+def test_failing_notebook_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'"),
+                nbformat.v4.new_code_cell("raise ValueError('claim broke: 1.5 > 1.2')")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "bad_fig.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "nb")
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    monkeypatch.setattr(figures, "figures_dir", lambda profile: tmp_path / "out")
+    monkeypatch.setattr(figures, "notebook_params", lambda profile: {})
+    with pytest.raises(figures.FigureError, match="bad_fig.ipynb.*ValueError: claim broke"):
+        figures.run_figures("smoke", log=lambda *a: None)
+    assert not (paths.NOTEBOOKS / "bad_fig.ipynb").read_text().count("claim broke: 1.5 > 1.2\\n")  # source untouched
+    assert (tmp_path / "build" / "notebooks" / "smoke" / "bad_fig.ipynb").is_file()
+
+
+def test_readme_block_is_refreshed_from_the_records(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- figures:start -->\nstale row\n<!-- figures:end -->\noutro\n")
+    rec = {"figure": "in_fig9_x", "title": "a title",
+           "claims": [{"statement": "IN wins", "measured": "3 vs 4", "holds": False}]}
+    figures.update_readme([rec], readme)
+    text = readme.read_text()
+    assert "stale row" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| in_fig9_x | IN wins | 3 vs 4 | **no** |" in text
+    assert "![in_fig9_x](figures/in_fig9_x.png)" in text
