@@ -32,6 +32,7 @@ class ModelConfig:
     upsample: str = "nearest"         # residual only: "nearest" (+conv) | "transposed"
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
+    output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class LossConfig:
     style_stat: str = "gram"          # "gram" | "meanstd"
     vgg_arch: str = "vgg19"
     vgg_weights: str = "auto"         # "auto" | "normalised" | "imagenet" | "random"
+    vgg_pool: str = "max"             # "max" (VGG) | "avg" (Gatys et al.'s suggestion)
 
 
 @dataclass
@@ -173,6 +175,15 @@ def profile_path(profile: str | Path) -> Path:
     return p
 
 
+def profile_section(profile: str | Path, name: str) -> dict:
+    """A top-level section of a profile file other than ``train_defaults`` (``{}`` if absent)."""
+    doc = yaml.safe_load(profile_path(profile).read_text()) or {}
+    section = doc.get(name, {}) if isinstance(doc, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{profile_path(profile)}: section {name!r} must be a mapping")
+    return section or {}
+
+
 def load_config(profile: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
     """Defaults <- ``configs/<profile>.yaml`` (its ``train_defaults`` section, if present) <- overrides."""
     cfg = Config()
@@ -216,10 +227,12 @@ _CHOICES = {
     "model.norm": ("instance", "batch", "none", "conditional_instance"),
     "model.padding": ("zero", "reflect", "replicate"),
     "model.upsample": ("nearest", "transposed"),
+    "model.output": ("sigmoid", "linear"),
     "data.transform": ("none", "equalize", "stylize"),
     "loss.style_stat": ("gram", "meanstd"),
     "loss.vgg_arch": ("vgg16", "vgg19"),
     "loss.vgg_weights": ("auto", "normalised", "imagenet", "random"),
+    "loss.vgg_pool": ("max", "avg"),
     "train.precision": ("auto", "fp32", "bf16"),
 }
 

@@ -23,7 +23,6 @@ import csv
 import hashlib
 import io
 import os
-import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 from repro import paths
+from repro.atomic import atomic_write_bytes
 
 # Raw file URL of a public repository at a commit; the manifests name repository, commit, path.
 SOURCE_URL = os.environ.get(
@@ -88,20 +88,6 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _atomic_write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _is_current(dest: Path, entry: Entry) -> bool:
     return dest.is_file() and sha256_file(dest) == entry.sha256
 
@@ -131,7 +117,7 @@ def _fetch_from_mirror(entries: list[Entry], mirror: Path, dest_root: Path, log)
         data = src.read_bytes()
         if hashlib.sha256(data).hexdigest() != e.sha256:  # changed under us since the check
             raise DataError(f"{e.relpath}: {src} changed while copying")
-        _atomic_write(dest, data)
+        atomic_write_bytes(dest, data)
         log(f"copied {e.relpath}")
     return len(todo)
 
@@ -177,8 +163,6 @@ def _normalise_image(raw: bytes, entry: Entry) -> bytes:
 def _convert_weights(raw: bytes, entry: Entry) -> bytes:
     """weights manifest ``conversion``: drop the leading 1x1 RGB->BGR/mean conv and rename
     conv2..conv6 to torchvision ``vgg19().features`` indices 0, 2, 5, 7, 10."""
-    import torch
-
     # The source is a legacy (non-zip) torch.save of plain tensors; its git blob id was checked
     # before this point, so the bytes are the published ones.
     src = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
@@ -213,7 +197,7 @@ def _fetch_from_sources(entries: list[Entry], dest_root: Path, log) -> int:
             warnings.warn(f"{e.relpath}: source verified by git blob id, but the normalised file's "
                           f"sha256 ({got[:12]}...) differs from the mirror's ({e.sha256[:12]}...), "
                           "most likely a different Pillow/libjpeg/torch version")
-        _atomic_write(dest, data)
+        atomic_write_bytes(dest, data)
         _mark_downloaded(dest)
         log(f"downloaded {e.relpath}")
         n += 1

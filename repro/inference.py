@@ -26,7 +26,8 @@ class CheckpointError(ValueError):
 def model_kwargs(model_cfg) -> dict:
     """``build_generator`` keyword arguments from a ``ModelConfig`` (or its dict)."""
     m = model_cfg if isinstance(model_cfg, dict) else model_cfg.__dict__
-    kw = dict(arch=m["arch"], norm=m["norm"], padding=m["padding"], width=m["width"])
+    kw = dict(arch=m["arch"], norm=m["norm"], padding=m["padding"], width=m["width"],
+              output=m.get("output", "sigmoid"))
     if m["arch"] == "residual":
         kw["upsample"] = m.get("upsample", "nearest")
     if m["arch"] == "multiscale" and m.get("noise_channels"):

@@ -117,3 +117,42 @@ def log_slope(x, y) -> float:
 
 def load_record(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def _grad_energy(img: torch.Tensor) -> torch.Tensor:
+    """Per-pixel squared gradient magnitude (forward differences, last row/column repeated)."""
+    dx = torch.diff(img, dim=-1, append=img[..., -1:])
+    dy = torch.diff(img, dim=-2, append=img[..., -1:, :])
+    return (dx ** 2 + dy ** 2).sum(-3)
+
+
+def border_artifacts(img: torch.Tensor, band: int = 8) -> dict[str, float]:
+    """How much a ``band``-pixel frame of an image departs from its interior (IN Fig. 3).
+
+    Zero padding shows up in a generator's output as a frame that is darker or brighter and
+    flatter or busier than the rest of the image. Two numbers, 0 for a frame like the interior:
+
+    - ``mean_shift``: distance between the frame's and the interior's mean colour, in units
+      of the interior's per-channel standard deviation (RMS over channels);
+    - ``grad_log_ratio``: |log| of the ratio of mean gradient energy in the frame and in the
+      interior (texture that dies out or piles up at the border).
+
+    ``score`` is their sum. Natural photos score about 0.1-0.3 on their own.
+    """
+    if img.dim() == 4:
+        vals = [border_artifacts(i, band) for i in img]
+        return {k: sum(v[k] for v in vals) / len(vals) for k in vals[0]}
+    if img.dim() != 3 or min(img.shape[-2:]) <= 4 * band:
+        raise ValueError(f"border_artifacts needs a (C, H, W) image larger than 4*band={4 * band} "
+                         f"pixels, got {tuple(img.shape)}")
+    img = img.float()
+    mask = torch.zeros(img.shape[-2:], dtype=torch.bool)
+    mask[:band, :] = mask[-band:, :] = mask[:, :band] = mask[:, -band:] = True
+    border, inner = img[:, mask], img[:, ~mask]
+    std = inner.std(dim=1).clamp_min(1e-3)
+    mean_shift = float((((border.mean(1) - inner.mean(1)) / std) ** 2).mean().sqrt())
+    g = _grad_energy(img)
+    ratio = (g[mask].mean() + 1e-8) / (g[~mask].mean() + 1e-8)
+    grad_log_ratio = float(torch.log(ratio).abs())
+    return {"mean_shift": mean_shift, "grad_log_ratio": grad_log_ratio,
+            "score": mean_shift + grad_log_ratio}

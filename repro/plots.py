@@ -25,7 +25,12 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor | None]], *, row_labels=None
     """A grid of images (None leaves a cell empty); labels on the left and on top, optional
     per-cell titles (same nesting as ``rows``). Returns the matplotlib figure."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows), squeeze=False)
+    # rows as tall as the images in them (height/width), so wide cells leave no gaps
+    aspects = [max((im.shape[-2] / im.shape[-1] for im in r if im is not None), default=1.0) for r in rows]
+    extra = 0.35 if (titles is not None or col_labels is not None) else 0.0
+    heights = [cell * a + extra for a in aspects]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i][j]

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from repro import paths
+from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
 from repro.config import VOLATILE_KEYS, Config, to_dict
 
 
@@ -42,25 +40,6 @@ def run_dir(cfg: Config, root: Path | None = None) -> Path:
 
 def is_done(run: Path) -> bool:
     return (Path(run) / "done.json").is_file()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -92,7 +92,8 @@ def build_loss(cfg: Config, device: torch.device) -> PerceptualLoss:
     from repro.vgg import LossNetwork
 
     layers = list(dict.fromkeys(cfg.loss.content_layers + cfg.loss.style_layers))
-    net = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights)
+    net = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights,
+                      pool=cfg.loss.vgg_pool)
     return PerceptualLoss(cfg.loss.content_layers, cfg.loss.style_layers,
                           content_weight=cfg.loss.content_weight, style_weight=cfg.loss.style_weight,
                           tv_weight=cfg.loss.tv_weight, style_stat=cfg.loss.style_stat,

@@ -112,3 +112,23 @@ def test_readme_block_is_refreshed_from_the_records(tmp_path):
     assert "stale row" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| in_fig9_x | IN wins | 3 vs 4 | **no** |" in text
     assert "![in_fig9_x](figures/in_fig9_x.png)" in text
+
+
+def test_border_artifacts_detect_a_dark_frame_and_a_dead_border():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(3, 64, 64, generator=g) * 0.5 + 0.25
+    assert metrics.border_artifacts(clean)["score"] < 0.1
+    framed = clean.clone()
+    framed[:, :4, :] = 0.0  # a dark 4-px frame on one side
+    framed[:, :, -4:] = 0.0
+    assert metrics.border_artifacts(framed)["mean_shift"] > 0.5
+    flat = clean.clone()
+    flat[:, :8, :] = 0.5  # texture dies out near the top border
+    flat[:, -8:, :] = 0.5
+    assert metrics.border_artifacts(flat)["grad_log_ratio"] > 0.5
+    batch = torch.stack([clean, framed])
+    assert metrics.border_artifacts(batch)["score"] == pytest.approx(
+        (metrics.border_artifacts(clean)["score"] + metrics.border_artifacts(framed)["score"]) / 2)
+    with pytest.raises(ValueError, match="larger than"):
+        metrics.border_artifacts(torch.rand(3, 20, 20))

@@ -229,3 +229,12 @@ def test_torchrun_two_cpu_processes(tmp_path):
     r2 = subprocess.run([sys.executable, "-m", "repro", "train", "--config", "smoke", *sets,
                          "--no-progress"], capture_output=True, text=True, env=env)
     assert r2.returncode == 0 and r2.stdout.strip().splitlines()[-1] == run
+
+
+def test_bf16_autocast_on_the_cpu_trains_and_stays_finite():
+    run = train(tiny("train.precision=bf16", "train.eval_every=0"), progress=False)
+    assert runs.summary(run)["precision"] == "torch.bfloat16"
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in runs.metrics(run))
+    # the checkpoint stays fp32 (autocast changes compute, not parameters)
+    ckpt = load_checkpoint(run / "model.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())

@@ -1,0 +1,123 @@
+"""Shared pieces of the generator figures: one config per (arch, norm, padding, style), so that
+figures reuse each other's trained models through the run cache, and held-out measurements.
+
+    run = train_generator("cpu", arch="residual", norm="instance", style="candy")
+    losses = heldout_losses(run, data.content_paths("test"), size=256)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from repro import config as config_mod
+from repro import images
+from repro.inference import load_generator
+from repro.train import build_loss, style_images, train
+
+
+def generator_config(profile: str, *, arch: str | None = None, norm: str | None = None,
+                     padding: str | None = None, style: str | None = None,
+                     overrides: list[str] | None = None) -> config_mod.Config:
+    """The profile's training config with these choices; its ``name`` says what it is."""
+    cfg = config_mod.load_config(profile)
+    # the profile's per-architecture settings (e.g. the residual generator's width at cpu scale)
+    arch_name = arch or cfg.model.arch
+    section = config_mod.profile_section(profile, "arch_defaults").get(arch_name, {})
+    config_mod.apply_overrides(cfg, section)
+    config_mod.apply_overrides(cfg, list(overrides or []))
+    choices = []
+    if arch:
+        choices.append(f"model.arch={arch}")
+    if norm:
+        choices.append(f"model.norm={norm}")
+    if padding:
+        choices.append(f"model.padding={padding}")
+    if style:
+        choices.append(f"data.style=[{style}]")
+    config_mod.apply_overrides(cfg, choices)
+    cfg.name = f"{profile}-{cfg.model.arch}-{cfg.model.norm}-{cfg.model.padding}-{Path(cfg.data.style[0]).stem}"
+    return cfg
+
+
+def train_generator(profile: str, progress: bool | None = None, **choices) -> Path:
+    """Train (or reuse) the generator of ``generator_config(profile, **choices)``."""
+    return train(generator_config(profile, **choices), progress=progress)
+
+
+@torch.no_grad()
+def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval") -> dict:
+    """Raw (unweighted) style and content losses of a trained generator on held-out photos.
+
+    ``bn_mode="eval"`` applies the model as a user would (batch norm with running statistics);
+    ``"train"`` uses per-batch statistics (each image alone), to show the difference. Returns
+    means over images and the per-image lists.
+    """
+    cfg = config_mod.from_dict(torch.load(Path(run) / "model.pt", weights_only=True)["config"])
+    device = torch.device("cpu")
+    model = load_generator(run)
+    model.train(bn_mode == "train")
+    loss_fn = build_loss(cfg, device)
+    targets = loss_fn.compute_style_targets(style_images(cfg))
+    per = {"style": [], "content": [], "content_image_style": []}
+    for p in image_paths:
+        x = images.load_image(p, size=size)[None]
+        y = model(x).float()
+        terms = loss_fn(y, x, style_targets=targets, weighted=False)
+        per["style"].append(float(terms["style"]))
+        per["content"].append(float(terms["content"]))
+        # the content photo's own style loss: what "no stylization" scores
+        per["content_image_style"].append(float(loss_fn(x, x, style_targets=targets, weighted=False)["style"]))
+    model.eval()
+    return {**{k: sum(v) / len(v) for k, v in per.items()}, "per_image": per}
+
+
+def stylize_paths(run: Path, image_paths, size: int) -> list[torch.Tensor]:
+    """Stylized held-out photos (eval mode) at ``size`` (shorter side)."""
+    from repro.inference import stylize
+
+    model = load_generator(run)
+    return [stylize(model, images.load_image(p, size=size)) for p in image_paths]
+
+
+_MEASURE = r"""
+import json, resource, sys, time, torch
+from repro import images
+from repro.inference import load_generator, stylize
+torch.set_num_threads(int(sys.argv[3]))
+model = load_generator(sys.argv[1])
+x = images.load_image(sys.argv[2])                    # already at the size to measure
+stylize(model, images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels)
+high_water = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+before = high_water()
+t = time.perf_counter()
+y = stylize(model, x)
+seconds = time.perf_counter() - t
+after = high_water()
+print(json.dumps({"seconds": seconds, "peak_bytes": after, "extra_bytes": after - before,
+                  "shape": list(y.shape)}))
+"""
+
+
+def measure_stylize(run: Path, image_path, size: int, threads: int = 2) -> dict:
+    """Time and memory of one stylization at ``size`` (shorter side), in a fresh process.
+
+    The input is resized here and handed over as a PNG, so the child never decodes anything
+    larger than what it stylizes; ``extra_bytes`` is how far the call raised the process's
+    resident high-water mark (its working set beyond the loaded model), ``peak_bytes`` the
+    process's peak.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        resized = Path(tmp) / "input.png"
+        images.save_image(images.load_image(image_path, size=size), resized)
+        out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads)],
+                             capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"
+                           f"{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
