@@ -46,6 +46,22 @@ def _cmd_stylize(args) -> int:
     return 0
 
 
+def _cmd_gatys(args) -> int:
+    from repro.gatys import stylize
+    from repro.images import load_image, save_image
+
+    content, style = load_image(args.content), load_image(args.style)
+    result = stylize(content, style, steps=args.steps, optimizer=args.optimizer, init=args.init,
+                     size=args.size, style_weight=args.style_weight,
+                     content_weight=args.content_weight, tv_weight=args.tv_weight,
+                     progress=not args.no_progress)
+    save_image(result.image, args.output)
+    f = result.final
+    print(f"{args.output}: {result.steps} steps in {result.seconds:.1f} s, "
+          f"content {f.get('content', float('nan')):.3g}, style {f.get('style', float('nan')):.3g}")
+    return 0
+
+
 def _cmd_figures(args) -> int:
     from repro.figures import FigureError, run_figures
 
@@ -107,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="conditional-IN generators: comma-separated mixing weights, one per style")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     st.set_defaults(func=_cmd_stylize)
+
+    g = sub.add_parser("gatys", help="optimization-based stylization (Gatys et al. 2016)",
+                       description="Optimize OUTPUT's pixels so its VGG features match CONTENT's "
+                       "and its Gram matrices match STYLE's (IN Fig. 1).")
+    g.add_argument("content", help="content image")
+    g.add_argument("style", help="style image")
+    g.add_argument("output", help="where to write the result (PNG or JPEG)")
+    g.add_argument("--size", type=int, default=256, help="shorter side of both images (default 256)")
+    g.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
+    g.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
+    g.add_argument("--init", default="content", choices=["content", "noise"])
+    g.add_argument("--style-weight", type=float, default=100.0, help="default 100 (IN Fig. 1 at cpu)")
+    g.add_argument("--content-weight", type=float, default=1.0)
+    g.add_argument("--tv-weight", type=float, default=0.0)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=_cmd_gatys)
 
     f = sub.add_parser("figures", help="regenerate the figures by running the notebooks (papermill)",
                        description="Run every figure notebook (or --only some) with the profile's "

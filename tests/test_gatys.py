@@ -130,3 +130,21 @@ def test_bad_arguments_raise(net, kwargs, name):
 def test_bad_style_stat_raises():
     with pytest.raises(ValueError, match="style_stat"):
         PerceptualLoss(CONTENT, STYLE, style_stat="hist", network_weights="random")
+
+
+def test_cli_gatys_writes_the_result_and_reports_bad_input(tmp_path):
+    import subprocess
+    import sys
+
+    from repro.images import load_image, save_image
+
+    save_image(torch.rand(3, 40, 52), tmp_path / "c.png")
+    save_image(torch.rand(3, 48, 48), tmp_path / "s.png")
+    cmd = [sys.executable, "-m", "repro", "gatys", str(tmp_path / "c.png"), str(tmp_path / "s.png"),
+           str(tmp_path / "out.png"), "--size", "32", "--steps", "3", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert load_image(tmp_path / "out.png").shape == (3, 32, 42)
+    cmd[4] = str(tmp_path / "missing.png")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode != 0 and "missing.png" in r.stderr and "Traceback" not in r.stderr
