@@ -56,7 +56,7 @@ notebooks: setup data ## rebuild notebooks/*.ipynb from their .py sources with s
 	$(PYTHON) -m repro notebooks
 
 lab: setup data ## open JupyterLab on the notebooks
-	$(PYTHON) -m jupyter lab notebooks/index.ipynb
+	$(PYTHON) -m jupyter lab notebooks/index.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## remove caches and executed notebooks (keeps .venv, data/, runs/)
 	rm -rf build .pytest_cache
