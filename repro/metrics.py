@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from repro import paths
-from repro.images import rms_contrast  # noqa: F401  (re-exported: the Fig. 2 measurement)
 from repro.runs import atomic_write_json
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from repro.config import Config
 from repro.inference import (load_checkpoint, load_generator, model_kwargs, save_checkpoint,  # noqa: F401
                              stylize)
 from repro.losses import PerceptualLoss
+from repro.metrics import git_commit
 from repro.models import build_generator
 
 
@@ -73,15 +73,6 @@ def _dist_setup(device: torch.device) -> tuple[int, int]:
 def _barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
-
-
-def _git_commit() -> str:
-    try:
-        from repro import paths
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip()
-    except Exception:
-        return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +368,7 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             "final_train": {k: sum(r[k] for r in tail) / len(tail)
                             for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
             "final_eval": (runs.evals(run) or [None])[-1],
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "torch": torch.__version__,
         }
         runs.atomic_write_json(run / "done.json", summary)
