@@ -30,17 +30,31 @@ def _cmd_train(args) -> int:
 def _cmd_stylize(args) -> int:
     from repro.images import load_image, save_image
     from repro.inference import load_generator, stylize
+    from repro.models import AdaINNet
 
     model = load_generator(args.checkpoint, device=args.device)
     image = load_image(args.input)
-    style = None
-    if args.style_index is not None and args.style_weights is not None:
-        raise ValueError("give --style-index or --style-weights, not both")
-    if args.style_index is not None:
-        style = args.style_index
-    elif args.style_weights is not None:
-        style = [float(w) for w in args.style_weights.split(",")]
-    out = stylize(model, image, size=args.size, style=style)
+    weights = None
+    if args.style_weights is not None:
+        try:
+            weights = [float(w) for w in args.style_weights.split(",")]
+        except ValueError:
+            raise ValueError(f"--style-weights must be comma-separated numbers, got {args.style_weights!r}")
+    if isinstance(model, AdaINNet):
+        if not args.style:
+            raise ValueError(f"{args.checkpoint} is an AdaIN model: give --style IMAGE [IMAGE ...]")
+        if args.style_index is not None:
+            raise ValueError("--style-index is for conditional-IN generators; an AdaIN model takes --style")
+        out = stylize(model, image, size=args.size, style=args.style, style_weights=weights,
+                      alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size)
+    else:
+        if args.style or args.alpha != 1.0 or args.preserve_color:
+            raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
+                             f"{args.checkpoint} is a single-style or conditional-IN generator")
+        if args.style_index is not None and weights is not None:
+            raise ValueError("give --style-index or --style-weights, not both")
+        style = args.style_index if args.style_index is not None else weights
+        out = stylize(model, image, size=args.size, style=style)
     save_image(out, args.output)
     print(args.output)
     return 0
@@ -120,7 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--style-index", type=int,
                     help="conditional-IN generators: which of its styles to apply")
     st.add_argument("--style-weights",
-                    help="conditional-IN generators: comma-separated mixing weights, one per style")
+                    help="comma-separated mixing weights: one per style of a conditional-IN "
+                    "generator, or one per --style image of an AdaIN model")
+    st.add_argument("--style", nargs="+", metavar="IMAGE",
+                    help="AdaIN models: the style image(s), any painting (several: interpolated)")
+    st.add_argument("--alpha", type=float, default=1.0,
+                    help="AdaIN models: content-style trade-off in [0, 1] (default 1: full style)")
+    st.add_argument("--preserve-color", action="store_true",
+                    help="AdaIN models: keep the content image's colours")
+    st.add_argument("--style-size", type=int, help="AdaIN models: resize the style's shorter side first")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     st.set_defaults(func=_cmd_stylize)
 

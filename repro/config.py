@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     """Generator (``repro.models.build_generator`` keyword arguments)."""
-    arch: str = "residual"            # "residual" (Johnson'16) | "multiscale" (Ulyanov'16)
+    arch: str = "residual"            # "residual" (Johnson'16) | "multiscale" (Ulyanov'16) | "adain"
     norm: str = "instance"            # "instance" | "batch" | "none" | "conditional_instance"
     padding: str = "reflect"          # "zero" | "reflect" | "replicate"
     width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
@@ -33,6 +33,8 @@ class ModelConfig:
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
     output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
+    encoder_layer: str = "relu3_1"    # adain only: the VGG-19 bottleneck (paper: relu4_1)
+    encoder_weights: str = "auto"     # adain only: LossNetwork weights of the frozen encoder
 
 
 @dataclass
@@ -100,6 +102,9 @@ class Config:
 # Keys that change how a run is watched, not what it computes: left out of the run hash so a
 # finished run is reused whether or not a progress bar was shown.
 VOLATILE_KEYS = {"train.progress"}
+# Keys only one architecture reads: hashed only for runs of that architecture, so adding an
+# option for one architecture keeps every other run's directory (and its cache) unchanged.
+ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adain"}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -200,13 +205,16 @@ def load_config(profile: str | Path | None = None, overrides: list[str] | dict |
     return apply_overrides(cfg, overrides)
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
-    """Apply ``["key=value", ...]`` or a nested dict to ``cfg`` in place, then validate."""
-    if isinstance(overrides, dict):
-        _merge(cfg, overrides)
-    else:
-        for item in overrides or []:
-            _merge(cfg, parse_override(item))
+def apply_overrides(cfg: Config, *layers: list[str] | dict | None) -> Config:
+    """Apply ``["key=value", ...]`` or nested dicts to ``cfg`` in place, in order, then validate
+    once (so that layers which only make sense together, e.g. an architecture and its
+    options, can be given separately)."""
+    for overrides in layers:
+        if isinstance(overrides, dict):
+            _merge(cfg, overrides)
+        else:
+            for item in overrides or []:
+                _merge(cfg, parse_override(item))
     validate(cfg)
     return cfg
 
@@ -223,7 +231,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 _CHOICES = {
-    "model.arch": ("residual", "multiscale"),
+    "model.arch": ("residual", "multiscale", "adain"),
     "model.norm": ("instance", "batch", "none", "conditional_instance"),
     "model.padding": ("zero", "reflect", "replicate"),
     "model.upsample": ("nearest", "transposed"),
@@ -232,6 +240,7 @@ _CHOICES = {
     "loss.style_stat": ("gram", "meanstd"),
     "loss.vgg_arch": ("vgg16", "vgg19"),
     "loss.vgg_weights": ("auto", "normalised", "imagenet", "random"),
+    "model.encoder_weights": ("auto", "normalised", "imagenet", "random"),
     "loss.vgg_pool": ("max", "avg"),
     "train.precision": ("auto", "fp32", "bf16"),
 }
@@ -263,8 +272,16 @@ def validate(cfg: Config) -> None:
         if cfg.model.n_styles != len(cfg.data.style):
             raise ConfigError(f"model.n_styles ({cfg.model.n_styles}) must equal the number of "
                               f"data.style images ({len(cfg.data.style)}) for conditional_instance")
+    elif cfg.model.arch == "adain":
+        # the training paintings; the content target is t at the bottleneck (AdaIN eq. 12)
+        if cfg.loss.content_layers != [cfg.model.encoder_layer]:
+            raise ConfigError(f"loss.content_layers must be [{cfg.model.encoder_layer}] "
+                              f"(model.encoder_layer) for arch=adain, got {cfg.loss.content_layers}")
+        if cfg.data.transform != "none":
+            raise ConfigError("data.transform is for single-style generators, not arch=adain")
     elif len(cfg.data.style) != 1:
-        raise ConfigError("data.style: several styles need model.norm=conditional_instance")
+        raise ConfigError("data.style: several styles need model.norm=conditional_instance "
+                          "(or model.arch=adain)")
     if cfg.data.transform == "stylize" and not cfg.data.transform_checkpoint:
         raise ConfigError("data.transform=stylize needs data.transform_checkpoint")
     if not cfg.loss.content_layers and not cfg.loss.style_layers:

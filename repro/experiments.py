@@ -17,15 +17,15 @@ from repro.train import build_loss, style_images, train
 
 
 def generator_config(profile: str, *, arch: str | None = None, norm: str | None = None,
-                     padding: str | None = None, style: str | None = None,
+                     padding: str | None = None, style: str | list[str] | None = None,
                      overrides: list[str] | None = None) -> config_mod.Config:
-    """The profile's training config with these choices; its ``name`` says what it is."""
+    """The profile's training config with these choices; its ``name`` says what it is.
+
+    ``style``: one style, or several (a conditional-IN generator, or AdaIN's training paintings).
+    """
     cfg = config_mod.load_config(profile)
     # the profile's per-architecture settings (e.g. the residual generator's width at cpu scale)
-    arch_name = arch or cfg.model.arch
-    section = config_mod.profile_section(profile, "arch_defaults").get(arch_name, {})
-    config_mod.apply_overrides(cfg, section)
-    config_mod.apply_overrides(cfg, list(overrides or []))
+    section = config_mod.profile_section(profile, "arch_defaults").get(arch or cfg.model.arch, {})
     choices = []
     if arch:
         choices.append(f"model.arch={arch}")
@@ -34,9 +34,22 @@ def generator_config(profile: str, *, arch: str | None = None, norm: str | None 
     if padding:
         choices.append(f"model.padding={padding}")
     if style:
-        choices.append(f"data.style=[{style}]")
-    config_mod.apply_overrides(cfg, choices)
-    cfg.name = f"{profile}-{cfg.model.arch}-{cfg.model.norm}-{cfg.model.padding}-{Path(cfg.data.style[0]).stem}"
+        styles = [style] if isinstance(style, str) else list(style)
+        choices.append(f"data.style=[{','.join(styles)}]")
+        if norm == "conditional_instance":
+            choices.append(f"model.n_styles={len(styles)}")
+    config_mod.apply_overrides(cfg, section, list(overrides or []), choices)
+    if cfg.model.arch == "adain":
+        cfg.name = f"{profile}-adain-{cfg.model.encoder_layer}-{len(cfg.data.style)}styles"
+    else:
+        styles = (Path(cfg.data.style[0]).stem if len(cfg.data.style) == 1
+                  else f"{len(cfg.data.style)}styles")
+        cfg.name = f"{profile}-{cfg.model.arch}-{cfg.model.norm}-{cfg.model.padding}-{styles}"
+    # runs that differ in what they train on or in the seed say so in their directory name
+    if cfg.data.transform != "none":
+        cfg.name += f"-{cfg.data.transform}"
+    if cfg.train.seed:
+        cfg.name += f"-seed{cfg.train.seed}"
     return cfg
 
 
@@ -46,23 +59,35 @@ def train_generator(profile: str, progress: bool | None = None, **choices) -> Pa
 
 
 @torch.no_grad()
-def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval") -> dict:
+def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval",
+                   style: int | None = None) -> dict:
     """Raw (unweighted) style and content losses of a trained generator on held-out photos.
 
     ``bn_mode="eval"`` applies the model as a user would (batch norm with running statistics);
-    ``"train"`` uses per-batch statistics (each image alone), to show the difference. Returns
-    means over images and the per-image lists.
+    ``"train"`` uses per-batch statistics (each image alone), to show the difference. ``style``:
+    for a conditional-IN generator, the index of the style to apply and measure against.
+    Returns means over images and the per-image lists.
     """
+    from repro.train import _select_targets
+
     cfg = config_mod.from_dict(torch.load(Path(run) / "model.pt", weights_only=True)["config"])
     device = torch.device("cpu")
     model = load_generator(run)
     model.train(bn_mode == "train")
     loss_fn = build_loss(cfg, device)
     targets = loss_fn.compute_style_targets(style_images(cfg))
+    n_styles = cfg.model.n_styles if cfg.model.norm == "conditional_instance" else 0
+    if n_styles and style is None:
+        raise ValueError(f"{run} is a conditional-IN generator of {n_styles} styles: give style=")
+    if style is not None:
+        if not n_styles or not 0 <= style < n_styles:
+            raise ValueError(f"style={style} is not a style index of {run} ({n_styles} styles)")
+        idx = torch.tensor([style])
+        targets = _select_targets(targets, idx)
     per = {"style": [], "content": [], "content_image_style": []}
     for p in image_paths:
         x = images.load_image(p, size=size)[None]
-        y = model(x).float()
+        y = (model(x) if style is None else model(x, idx)).float()
         terms = loss_fn(y, x, style_targets=targets, weighted=False)
         per["style"].append(float(terms["style"]))
         per["content"].append(float(terms["content"]))

@@ -42,9 +42,15 @@ def figure_notebooks() -> list[Path]:
     return sorted(p for p in paths.NOTEBOOKS.glob("*.ipynb") if p.stem != "index")
 
 
+# short names of the notebooks that are not a paper's numbered figure (make adain, make cin)
+ALIASES = {"adain": "adain_arbitrary", "cin": "cin_multistyle"}
+
+
 def resolve_figure(name: str, notebooks: list[Path] | None = None) -> list[Path]:
-    """A notebook stem, or an alias: ``fig2`` -> ``in_fig2_*``, ``adain_fig1`` -> ``adain_fig1_*``."""
+    """A notebook stem, or an alias: ``fig2`` -> ``in_fig2_*``, ``adain_fig1`` -> ``adain_fig1_*``,
+    ``adain`` / ``cin`` -> the AdaIN / conditional-IN notebooks."""
     notebooks = figure_notebooks() if notebooks is None else notebooks
+    name = ALIASES.get(name, name)
     exact = [nb for nb in notebooks if nb.stem == name]
     if exact:
         return exact
@@ -122,6 +128,9 @@ def write_report(profile: str) -> Path:
     for rec in records:
         for d in rec.get("deviations", []):
             lines.append(f"- **{rec['figure']}**: {d}")
+    notes = [f"- **{rec['figure']}**: {n}" for rec in records for n in rec.get("notes", [])]
+    if notes:
+        lines += ["", "## Findings at this profile", ""] + notes
     lines += ["", "## Runs", "", "| figure | commit | notebook time (s) |", "|---|---|---|"]
     for rec in records:
         lines.append(f"| {rec['figure']} | {rec.get('git_commit', '')} | {timings.get(rec['figure'], '')} |")

@@ -541,3 +541,31 @@ def equalize_luminance_histogram(img: torch.Tensor, bins: int = 256) -> torch.Te
     out = ycbcr_to_rgb(torch.stack((new_y, ycc[:, 1], ycc[:, 2]), dim=1)).clamp(0.0, 1.0)
     out = out.to(img.dtype)
     return out[0] if single else out
+
+
+def match_color(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``source`` with its colour distribution moved onto ``target``'s (AdaIN §7.3, after Gatys
+    et al. 2017): the affine map that gives the source pixels the target's mean and covariance,
+    ``x' = C_t^{1/2} C_s^{-1/2} (x - mu_s) + mu_t``, with symmetric matrix square roots.
+    Used for colour preservation: the style image takes the content photo's colours before the
+    transfer. Result clamped to [0, 1]."""
+    for name, img in (("source", source), ("target", target)):
+        _check_rgb(img)
+        if img.dim() != 3:
+            raise ValueError(f"match_color: {name} must be one (3, H, W) image, got {tuple(img.shape)}")
+
+    def stats(img):
+        x = img.reshape(3, -1).double()
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        return x, mu, xc @ xc.T / x.shape[1] + eps * torch.eye(3, dtype=x.dtype)
+
+    def sqrtm(c, inverse=False):
+        vals, vecs = torch.linalg.eigh(c)
+        vals = vals.clamp_min(eps)
+        return vecs @ torch.diag(vals ** (-0.5 if inverse else 0.5)) @ vecs.T
+
+    xs, mu_s, cov_s = stats(source)
+    _, mu_t, cov_t = stats(target)
+    out = sqrtm(cov_t) @ sqrtm(cov_s, inverse=True) @ (xs - mu_s) + mu_t
+    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)

@@ -25,6 +25,9 @@ class CheckpointError(ValueError):
 def model_kwargs(model_cfg) -> dict:
     """``build_generator`` keyword arguments from a ``ModelConfig`` (or its dict)."""
     m = model_cfg if isinstance(model_cfg, dict) else model_cfg.__dict__
+    if m["arch"] == "adain":
+        return dict(arch="adain", encoder_layer=m.get("encoder_layer", "relu3_1"),
+                    vgg_weights=m.get("encoder_weights", "auto"))
     kw = dict(arch=m["arch"], norm=m["norm"], padding=m["padding"], width=m["width"],
               output=m.get("output", "sigmoid"))
     if m["arch"] == "residual":
@@ -93,17 +96,46 @@ def _as_style(style, device) -> torch.Tensor | None:
     return t.reshape(-1)
 
 
+def _adain_styles(style, style_size, content, preserve_color) -> list[torch.Tensor]:
+    from repro.images import load_image, match_color, resize_shorter
+
+    if style is None:
+        raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    out = []
+    for s in styles:
+        if isinstance(s, (str, Path)):
+            s = load_image(s, size=style_size)
+        elif not isinstance(s, torch.Tensor) or s.dim() != 3 or not s.is_floating_point():
+            raise ValueError("each AdaIN style must be an image path or an RGB (3, H, W) float tensor, "
+                             f"got {type(s).__name__} {tuple(getattr(s, 'shape', ()))}")
+        elif style_size is not None:
+            s = resize_shorter(s, style_size)
+        if preserve_color:
+            # AdaIN §7.3: the style takes the content's colours first, so only its texture transfers
+            s = match_color(s, content)
+        out.append(s[None].float())
+    return out
+
+
 @torch.inference_mode()
 def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
-            device: str | torch.device | None = None) -> torch.Tensor:
+            device: str | torch.device | None = None, alpha: float = 1.0, style_weights=None,
+            preserve_color: bool = False, style_size: int | None = None) -> torch.Tensor:
     """Apply a trained generator to an image; return (3, H, W) (or (N, 3, H, W)) in [0, 1].
 
     ``checkpoint_or_model``: a checkpoint path, a run directory, or a generator module.
     ``image``: a path or an RGB tensor (3, H, W) / (N, 3, H, W) in [0, 1]. ``size``: resize so
-    the shorter side is ``size`` first (None: the image's own resolution). ``style``: for a
-    conditional-IN generator, a style index or a vector of mixing weights.
+    the shorter side is ``size`` first (None: the image's own resolution).
+
+    ``style``: for a conditional-IN generator, a style index or a vector of mixing weights. For
+    an AdaIN model, the style image (path or tensor; any style, seen in training or not) or a
+    list of them mixed with ``style_weights``; ``alpha`` in [0, 1] trades style for content
+    (AdaIN eq. 14), ``preserve_color`` keeps the content's colours (§7.3), ``style_size``
+    resizes the style's shorter side first.
     """
     from repro.images import load_image, resize_shorter
+    from repro.models import AdaINNet
 
     if isinstance(checkpoint_or_model, torch.nn.Module):
         model = checkpoint_or_model
@@ -112,6 +144,10 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
         model, was_training = load_generator(checkpoint_or_model), False
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(dev).eval()
+    arbitrary = isinstance(model, AdaINNet)
+    if not arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
+        raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
+                         "(conditional-IN generators take mixing weights as style=)")
     try:
         x = load_image(image) if isinstance(image, (str, Path)) else image
         if size is not None:
@@ -120,8 +156,12 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
             x = resize_shorter(x, size)
         single = x.dim() == 3
         x = (x[None] if single else x).to(dev, torch.float32)
-        s = _as_style(style, dev)
-        y = model(x) if s is None else model(x, s.expand(x.shape[0], *s.shape[1:]))
+        if arbitrary:
+            styles = [s.to(dev) for s in _adain_styles(style, style_size, x[0], preserve_color)]
+            y = model(x, styles, alpha=alpha, style_weights=style_weights)
+        else:
+            s = _as_style(style, dev)
+            y = model(x) if s is None else model(x, s.expand(x.shape[0], *s.shape[1:]))
         y = y.float().clamp(0, 1)
     finally:
         model.train(was_training)

@@ -58,6 +58,7 @@ class FigureRecord:
         rec.claim("output contrast follows the style, not the content", measured="...",
                   holds=..., paper="IN Fig. 2")
         rec.deviation("style layers relu1_1..relu3_1 (paper: up to relu5_1)")
+        rec.note("what was tried at this profile, and why these settings")
         rec.save(out_dir)
     """
 
@@ -67,6 +68,7 @@ class FigureRecord:
         self.numbers: dict[str, Any] = {}
         self.claims: list[dict] = []
         self.deviations: list[str] = []
+        self.notes: list[str] = []
         self._t0 = time.perf_counter()
 
     def claim(self, statement: str, measured: str, holds: bool, *, paper: str = "",
@@ -82,6 +84,12 @@ class FigureRecord:
         if text not in self.deviations:
             self.deviations.append(text)
 
+    def note(self, text: str) -> None:
+        """A finding worth reading beside the claims (REPORT.md lists them): what was tried,
+        why a setting was chosen, why a claim does not hold at this scale."""
+        if text not in self.notes:
+            self.notes.append(text)
+
     def check(self) -> None:
         """Raise AssertionError listing the asserted claims that do not hold."""
         failed = [c["statement"] for c in self.claims if c["asserted"] and not c["holds"]]
@@ -90,7 +98,7 @@ class FigureRecord:
     def to_dict(self) -> dict:
         return _plain({"figure": self.figure, "title": self.title, "profile": self.profile,
                        "params": self.params, "numbers": self.numbers, "claims": self.claims,
-                       "deviations": self.deviations, "git_commit": git_commit(),
+                       "deviations": self.deviations, "notes": self.notes, "git_commit": git_commit(),
                        "seconds": round(time.perf_counter() - self._t0, 1),
                        "torch": torch.__version__})
 
@@ -118,40 +126,38 @@ def load_record(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _grad_energy(img: torch.Tensor) -> torch.Tensor:
-    """Per-pixel squared gradient magnitude (forward differences, last row/column repeated)."""
-    dx = torch.diff(img, dim=-1, append=img[..., -1:])
-    dy = torch.diff(img, dim=-2, append=img[..., -1:, :])
-    return (dx ** 2 + dy ** 2).sum(-3)
-
-
 def border_artifacts(img: torch.Tensor, band: int = 8) -> dict[str, float]:
-    """How much a ``band``-pixel frame of an image departs from its interior (IN Fig. 3).
+    """Frame-like structure along the image border (IN Fig. 3).
 
-    Zero padding shows up in a generator's output as a frame that is darker or brighter and
-    flatter or busier than the rest of the image. Two numbers, 0 for a frame like the interior:
+    The artifacts of a zero-padded generator are stripes and frames *parallel* to the image
+    edges. In a ``band``-pixel strip along each edge this compares the gradient energy across
+    the edge (which stripes parallel to it create) with the energy along it:
+    ``log(E_across / E_along)``, from forward differences of the channel-mean image. Texture and
+    photos score about 0 on average (their structure has no preferred orientation relative to
+    the nearest edge; a horizon can tilt one image either way); a frame scores well above 0.
 
-    - ``mean_shift``: distance between the frame's and the interior's mean colour, in units
-      of the interior's per-channel standard deviation (RMS over channels);
-    - ``grad_log_ratio``: |log| of the ratio of mean gradient energy in the frame and in the
-      interior (texture that dies out or piles up at the border).
-
-    ``score`` is their sum. Natural photos score about 0.1-0.3 on their own.
+    Returns each side's value (``top``, ``bottom``, ``left``, ``right``) and their mean,
+    ``score``. A batch (N, C, H, W) gives the means over images.
     """
     if img.dim() == 4:
         vals = [border_artifacts(i, band) for i in img]
         return {k: sum(v[k] for v in vals) / len(vals) for k in vals[0]}
-    if img.dim() != 3 or min(img.shape[-2:]) <= 4 * band:
+    if img.dim() != 3 or band < 1 or min(img.shape[-2:]) <= 4 * band:
         raise ValueError(f"border_artifacts needs a (C, H, W) image larger than 4*band={4 * band} "
-                         f"pixels, got {tuple(img.shape)}")
-    img = img.float()
-    mask = torch.zeros(img.shape[-2:], dtype=torch.bool)
-    mask[:band, :] = mask[-band:, :] = mask[:, :band] = mask[:, -band:] = True
-    border, inner = img[:, mask], img[:, ~mask]
-    std = inner.std(dim=1).clamp_min(1e-3)
-    mean_shift = float((((border.mean(1) - inner.mean(1)) / std) ** 2).mean().sqrt())
-    g = _grad_energy(img)
-    ratio = (g[mask].mean() + 1e-8) / (g[~mask].mean() + 1e-8)
-    grad_log_ratio = float(torch.log(ratio).abs())
-    return {"mean_shift": mean_shift, "grad_log_ratio": grad_log_ratio,
-            "score": mean_shift + grad_log_ratio}
+                         f"pixels (band >= 1), got {tuple(img.shape)}")
+    g = img.float().mean(0)
+    # both differences on the same (H-1, W-1) grid
+    across_rows = (g[1:, :-1] - g[:-1, :-1]) ** 2      # vertical change: horizontal stripes
+    across_cols = (g[:-1, 1:] - g[:-1, :-1]) ** 2      # horizontal change: vertical stripes
+    eps = 1e-10
+
+    def ratio(across, along):
+        return float(torch.log((across.mean() + eps) / (along.mean() + eps)))
+
+    sides = {
+        "top": ratio(across_rows[:band], across_cols[:band]),
+        "bottom": ratio(across_rows[-band:], across_cols[-band:]),
+        "left": ratio(across_cols[:, :band], across_rows[:, :band]),
+        "right": ratio(across_cols[:, -band:], across_rows[:, -band:]),
+    }
+    return {**sides, "score": sum(sides.values()) / 4}

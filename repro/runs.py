@@ -20,7 +20,7 @@ from pathlib import Path
 
 from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
-from repro.config import VOLATILE_KEYS, Config, to_dict
+from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, to_dict
 
 
 def config_hash(cfg: Config | dict) -> str:
@@ -28,6 +28,10 @@ def config_hash(cfg: Config | dict) -> str:
     for key in VOLATILE_KEYS:
         section, name = key.split(".")
         d.get(section, {}).pop(name, None)
+    for key, arch in ARCH_ONLY_KEYS.items():
+        section, name = key.split(".")
+        if d.get("model", {}).get("arch") != arch:
+            d.get(section, {}).pop(name, None)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

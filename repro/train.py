@@ -1,4 +1,5 @@
-"""The trainer: one loop for every feed-forward generator (IN Fig. 3-6, AdaIN Fig. 1, CIN).
+"""The trainer: one loop for every feed-forward generator (IN Fig. 3-6, AdaIN Fig. 1, CIN) and
+for the AdaIN encoder-decoder (arbitrary styles: a batch of paintings per step).
 
     run_dir = train(load_config("cpu", ["model.norm=batch"]))
 
@@ -129,6 +130,17 @@ def training_set(cfg: Config) -> data.ContentCrops:
                              transform=content_transform(cfg))
 
 
+def style_crops(cfg: Config) -> data.ContentCrops:
+    """AdaIN's training paintings, sampled per step like the photos (random crops)."""
+    return data.ContentCrops([_image_path(s, "style") for s in cfg.data.style], cfg.data.style_size,
+                             cfg.data.image_size)
+
+
+def eval_styles(cfg: Config) -> list[torch.Tensor]:
+    """The styles an AdaIN run is evaluated with during training: up to 4 of its paintings."""
+    return [images.load_image(_image_path(s, "style"), size=cfg.data.style_size) for s in cfg.data.style[:4]]
+
+
 def test_images(cfg: Config) -> list[torch.Tensor]:
     return [images.load_image(_image_path(n, "content"), size=cfg.data.test_size)
             for n in cfg.data.test_images]
@@ -154,16 +166,24 @@ def _select_targets(targets: dict, idx: torch.Tensor) -> dict:
 
 @torch.no_grad()
 def evaluate(model, loss_fn: PerceptualLoss, tests: list[torch.Tensor], device,
-             all_targets: dict, n_styles: int = 0) -> dict:
+             all_targets: dict | None, n_styles: int = 0, styles: list[torch.Tensor] | None = None) -> dict:
     """Held-out style and content losses (unweighted, eval mode), averaged over images (and
-    over styles for conditional IN): the numbers IN Fig. 5 compares."""
+    over styles for conditional IN, or over ``styles`` for AdaIN, whose content loss is
+    against its target t): the numbers IN Fig. 5 compares."""
     was_training = model.training
     model.eval()
     acc: dict[str, list[float]] = {}
     for x in tests:
         x = x[None].to(device)
-        for s in (range(n_styles) if n_styles else [None]):
-            if s is None:
+        for s in (styles if styles else range(n_styles) if n_styles else [None]):
+            if styles:
+                # t lives on the encoder's grid: compare on a crop that the encoder does not round
+                m = model.down
+                xs = x[..., : x.shape[-2] // m * m, : x.shape[-1] // m * m]
+                s = s[None].to(device)
+                y, t = model(xs, s, return_target=True)
+                terms = loss_fn(y, content_feats={model.encoder_layer: t}, style=s, weighted=False)
+            elif s is None:
                 y = model(x)
                 terms = loss_fn(y, x, style_targets=all_targets, weighted=False)
             else:
@@ -177,17 +197,20 @@ def evaluate(model, loss_fn: PerceptualLoss, tests: list[torch.Tensor], device,
 
 
 @torch.no_grad()
-def _save_samples(model, tests, device, path: Path, n_styles: int) -> None:
+def _save_samples(model, tests, device, path: Path, n_styles: int, styles=None) -> None:
     model.eval()
     outs = []
     for x in tests[:3]:
         x = images.center_crop(images.resize_shorter(x, 128), 128)[None].to(device)
         outs.append(x[0].cpu())
-        for s in (range(min(n_styles, 4)) if n_styles else [None]):
-            y = model(x) if s is None else model(x, torch.tensor([s], device=device))
+        for s in (styles if styles else range(min(n_styles, 4)) if n_styles else [None]):
+            if styles:
+                y = model(x, s[None].to(device))
+            else:
+                y = model(x) if s is None else model(x, torch.tensor([s], device=device))
             outs.append(y[0].float().clamp(0, 1).cpu())
     model.train()
-    per_row = 1 + (min(n_styles, 4) if n_styles else 1)
+    per_row = 1 + (len(styles) if styles else min(n_styles, 4) if n_styles else 1)
     rows = [torch.cat(outs[i:i + per_row], dim=2) for i in range(0, len(outs), per_row)]
     images.save_image(torch.cat(rows, dim=1), path)
 
@@ -251,11 +274,16 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     loss_fn = build_loss(cfg, device)
-    n_styles = cfg.model.n_styles if cfg.model.norm == "conditional_instance" else 0
-    styles = style_images(cfg).to(device)
-    style_targets = loss_fn.compute_style_targets(styles)
+    arbitrary = cfg.model.arch == "adain"
+    n_styles = cfg.model.n_styles if cfg.model.norm == "conditional_instance" and not arbitrary else 0
+    if arbitrary:
+        # AdaIN: a fresh batch of paintings every step, its statistics the per-sample targets
+        paintings, style_targets = style_crops(cfg), None
+    else:
+        style_targets = loss_fn.compute_style_targets(style_images(cfg).to(device))
     crops = training_set(cfg)
     tests = test_images(cfg) if rank == 0 and cfg.data.test_images else []
+    test_styles = eval_styles(cfg) if arbitrary and tests else None
 
     # -- resume --------------------------------------------------------------------------------
     ckpt_path = run / "checkpoint.pt"
@@ -302,7 +330,9 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = crops.sample(local_batch, g).to(device, memory_format=memory_format)
-            if n_styles:
+            if arbitrary:
+                s = paintings.sample(local_batch, g).to(device, memory_format=memory_format)
+            elif n_styles:
                 idx = torch.randint(n_styles, (local_batch,), generator=g).to(device)
                 targets = _select_targets(style_targets, idx)
             else:
@@ -311,8 +341,13 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype
                         else contextlib.nullcontext())
             with autocast:
-                y = train_model(x) if idx is None else train_model(x, idx)
-                terms = loss_fn(y.float(), x, style_targets=targets)
+                if arbitrary:
+                    # AdaIN eq. 11-13: content loss against t, style loss against this batch's paintings
+                    y, t = train_model(x, s, return_target=True)
+                    terms = loss_fn(y.float(), content_feats={cfg.model.encoder_layer: t.float()}, style=s)
+                else:
+                    y = train_model(x) if idx is None else train_model(x, idx)
+                    terms = loss_fn(y.float(), x, style_targets=targets)
             loss = terms["total"]
             if not torch.isfinite(loss.detach()).all():
                 raise TrainingDiverged(
@@ -336,10 +371,11 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
                 metrics_file.flush()
                 if tests and ((cfg.train.eval_every and step % cfg.train.eval_every == 0)
                               or step == cfg.optim.steps):
-                    ev = evaluate(model, loss_fn, tests, device, style_targets, n_styles)
+                    ev = evaluate(model, loss_fn, tests, device, style_targets, n_styles, test_styles)
                     eval_file.write(json.dumps({"step": step, **ev}) + "\n")
                     eval_file.flush()
-                    _save_samples(model, tests, device, run / "samples" / f"step{step:06d}.png", n_styles)
+                    _save_samples(model, tests, device, run / "samples" / f"step{step:06d}.png", n_styles,
+                                  test_styles)
                 if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                     checkpoint(step, ckpt_path)
                 if bar is not None:

@@ -46,3 +46,38 @@ def test_profile_arch_defaults_apply_per_architecture():
     assert res.model.width == 0.5 and ms.model.width == 1.0
     # explicit overrides still win
     assert experiments.generator_config("cpu", arch="residual", overrides=["model.width=0.75"]).model.width == 0.75
+
+
+def test_transform_and_seed_appear_in_the_run_name_and_separate_the_runs():
+    base = experiments.generator_config("smoke", norm="batch", overrides=FAST)
+    eq = experiments.generator_config("smoke", norm="batch", overrides=FAST + ["data.transform=equalize"])
+    s1 = experiments.generator_config("smoke", norm="batch", overrides=FAST + ["train.seed=1"])
+    assert eq.name == base.name + "-equalize" and s1.name == base.name + "-seed1"
+    assert len({runs.run_dir(c) for c in (base, eq, s1)}) == 3
+
+
+def test_several_styles_make_a_conditional_in_run_measured_per_style():
+    cfg = experiments.generator_config("smoke", norm="conditional_instance", style=["candy", "mosaic"],
+                                       overrides=FAST)
+    assert cfg.model.n_styles == 2 and cfg.name == "smoke-residual-conditional_instance-reflect-2styles"
+    run = experiments.train_generator("smoke", norm="conditional_instance", style=["candy", "mosaic"],
+                                      overrides=FAST, progress=False)
+    photos = data.content_paths("test")[:1]
+    a = experiments.heldout_losses(run, photos, size=48, style=0)
+    b = experiments.heldout_losses(run, photos, size=48, style=1)
+    # each style is measured against its own painting
+    assert a["content_image_style"] != pytest.approx(b["content_image_style"], rel=1e-3)
+    with pytest.raises(ValueError, match="give style="):
+        experiments.heldout_losses(run, photos, size=48)
+    with pytest.raises(ValueError, match="style=2"):
+        experiments.heldout_losses(run, photos, size=48, style=2)
+
+
+def test_adain_config_comes_from_the_profile_arch_defaults():
+    cfg = experiments.generator_config("smoke", arch="adain")
+    assert cfg.model.norm == "none" and cfg.loss.style_stat == "meanstd"
+    assert cfg.loss.content_layers == [cfg.model.encoder_layer] and len(cfg.data.style) > 1
+    assert cfg.name == f"smoke-adain-{cfg.model.encoder_layer}-{len(cfg.data.style)}styles"
+    cpu = experiments.generator_config("cpu", arch="adain")
+    held_out = {"candy", "the_scream", "starry_night", "delaunay_portrait_de_metzinger"}
+    assert not held_out & set(cpu.data.style)  # the styles the figures show stay unseen

@@ -45,6 +45,7 @@ def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
     rec.claim("IN beats BN", "0.8 vs 1.0", holds=True, paper="IN Fig. 5")
     rec.claim("gap | shrinks", "12%", holds=False)
     rec.deviation("fewer steps")
+    rec.note("replicate padding removes the frames here")
     rec.numbers["x"] = float("nan")
     rec.save(tmp_path)
     (tmp_path / "timings.json").write_text(json.dumps({"figX": 12.5}))
@@ -52,6 +53,8 @@ def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
     assert "| figX (IN Fig. 5) | IN beats BN | 0.8 vs 1.0 | holds |" in report
     assert "gap \\| shrinks" in report and "does not hold" in report
     assert "**figX**: fewer steps" in report and "12.5" in report
+    findings = report.split("## Findings at this profile")[1].split("## Runs")[0]
+    assert "**figX**: replicate padding removes the frames here" in findings
     saved = json.loads((tmp_path / "figX.json").read_text())
     assert saved["numbers"]["x"] is None and saved["profile"] == "cpu" and saved["git_commit"] != ""
 
@@ -76,6 +79,13 @@ def test_unknown_figure_names_the_available_ones():
     with pytest.raises(ValueError, match="in_fig1_gatys"):
         figures.resolve_figure("fig99")
     assert [p.stem for p in figures.resolve_figure("fig2")] == ["in_fig2_contrast"]
+    # every make target of the Makefile names exactly one notebook
+    import re
+    targets = re.search(r"^FIGS := (.*)$", (paths.ROOT / "Makefile").read_text(), re.M).group(1).split()
+    resolved = {t: [p.stem for p in figures.resolve_figure(t)] for t in targets}
+    assert all(len(v) == 1 for v in resolved.values()), resolved
+    assert resolved["adain"] == ["adain_arbitrary"] and resolved["adain_fig1"] == ["adain_fig1_in_vs_bn"]
+    assert len({v[0] for v in resolved.values()}) == len(targets) == len(figures.figure_notebooks())
 
 
 def test_smoke_outputs_never_go_to_the_committed_figures():
@@ -114,21 +124,23 @@ def test_readme_block_is_refreshed_from_the_records(tmp_path):
     assert "![in_fig9_x](figures/in_fig9_x.png)" in text
 
 
-def test_border_artifacts_detect_a_dark_frame_and_a_dead_border():
+def test_border_artifacts_score_stripes_parallel_to_the_edges():
     torch = pytest.importorskip("torch")
     g = torch.Generator().manual_seed(0)
-    clean = torch.rand(3, 64, 64, generator=g) * 0.5 + 0.25
-    assert metrics.border_artifacts(clean)["score"] < 0.1
-    framed = clean.clone()
-    framed[:, :4, :] = 0.0  # a dark 4-px frame on one side
-    framed[:, :, -4:] = 0.0
-    assert metrics.border_artifacts(framed)["mean_shift"] > 0.5
-    flat = clean.clone()
-    flat[:, :8, :] = 0.5  # texture dies out near the top border
-    flat[:, -8:, :] = 0.5
-    assert metrics.border_artifacts(flat)["grad_log_ratio"] > 0.5
-    batch = torch.stack([clean, framed])
-    assert metrics.border_artifacts(batch)["score"] == pytest.approx(
-        (metrics.border_artifacts(clean)["score"] + metrics.border_artifacts(framed)["score"]) / 2)
+    noise = torch.rand(3, 96, 96, generator=g)
+    clean = metrics.border_artifacts(noise)
+    assert abs(clean["score"]) < 0.2
+    framed = noise.clone() * 0.3 + 0.35
+    for i, v in enumerate([0.0, 1.0, 0.0, 1.0]):  # nested dark/bright frame lines
+        framed[:, i, i:96 - i] = framed[:, 95 - i, i:96 - i] = v
+        framed[:, i:96 - i, i] = framed[:, i:96 - i, 95 - i] = v
+    f = metrics.border_artifacts(framed)
+    assert f["score"] > 1.0 and min(f[s] for s in ("top", "bottom", "left", "right")) > 1.0
+    # the same stripes *perpendicular* to the edges are not a frame
+    combs = noise.clone() * 0.3 + 0.35
+    combs[:, :8, ::2] = 0.0
+    assert metrics.border_artifacts(combs)["top"] < -1.0
+    batch = torch.stack([noise, framed])
+    assert metrics.border_artifacts(batch)["score"] == pytest.approx((clean["score"] + f["score"]) / 2)
     with pytest.raises(ValueError, match="larger than"):
         metrics.border_artifacts(torch.rand(3, 20, 20))

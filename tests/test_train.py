@@ -80,6 +80,10 @@ def test_finished_run_is_reused_without_retraining():
     assert train(tiny("train.progress=false"), callback=fail) == run
     # any other change is a different run
     assert runs.run_dir(tiny("model.norm=batch")) != run
+    # ... except options only another architecture reads (AdaIN's encoder)
+    assert runs.run_dir(tiny("model.encoder_layer=relu2_1")) == run
+    adain = ["model.arch=adain", "model.norm=none", "loss.content_layers=[relu3_1]", "data.style=[candy]"]
+    assert runs.run_dir(tiny(*adain)) != runs.run_dir(tiny(*adain, "model.encoder_weights=random"))
 
 
 def test_run_directory_holds_resolved_config_and_logs():

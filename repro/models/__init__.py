@@ -14,10 +14,12 @@ from torch import nn
 from repro.norms import NORM_KINDS
 
 from ._common import OUTPUTS, PADDINGS, Generator, check_choice
+from .adain import AdaINNet
 from .multiscale import MultiscaleGenerator
 from .residual import ResidualBlock, ResidualGenerator
 
 __all__ = [
+    "AdaINNet",
     "ARCHS",
     "NORMS",
     "OUTPUTS",
@@ -30,23 +32,33 @@ __all__ = [
 ]
 
 _ARCH_CLASSES = {"multiscale": MultiscaleGenerator, "residual": ResidualGenerator}
-ARCHS = tuple(_ARCH_CLASSES)
+ARCHS = (*_ARCH_CLASSES, "adain")
 NORMS = NORM_KINDS
 
 
-def build_generator(arch: str, norm: str = "instance", padding: str = "reflect", **kw) -> nn.Module:
-    """Generator ``arch`` ("multiscale" | "residual") with ``norm`` ("batch" | "instance" | "none" |
-    "conditional_instance", the latter with ``n_styles=``) and ``padding`` ("zero" | "reflect" |
-    "replicate"). Further keywords go to the class: ``width``, ``output`` ("sigmoid" | "linear"),
-    ``n_styles``; residual: ``upsample`` ("nearest" | "transposed"); multiscale: ``n_scales``,
-    ``activation`` ("relu" | "leaky_relu"), ``noise_channels``.
+def build_generator(arch: str, norm: str | None = None, padding: str | None = None, **kw) -> nn.Module:
+    """Generator ``arch`` ("multiscale" | "residual") with ``norm`` ("batch" | "instance" (default) |
+    "none" | "conditional_instance", the latter with ``n_styles=``) and ``padding`` ("zero" |
+    "reflect" (default) | "replicate"). Further keywords go to the class: ``width``, ``output``
+    ("sigmoid" | "linear"), ``n_styles``; residual: ``upsample`` ("nearest" | "transposed");
+    multiscale: ``n_scales``, ``activation`` ("relu" | "leaky_relu"), ``noise_channels``.
+
+    ``arch="adain"`` builds :class:`AdaINNet` (``encoder_layer``, ``vgg_weights``,
+    ``vgg_arch``); its decoder has reflection padding and no normalization by design.
     """
     check_choice("arch", arch, ARCHS)
-    check_choice("norm", norm, NORMS)
-    check_choice("padding", padding, tuple(PADDINGS))
-    cls = _ARCH_CLASSES[arch]
+    if arch == "adain":
+        if norm not in (None, "none") or padding not in (None, "reflect"):
+            raise ValueError("arch='adain' has a fixed decoder (reflection padding, no normalization); "
+                             f"got norm={norm!r}, padding={padding!r}")
+        cls, norm_kw = AdaINNet, {}
+    else:
+        norm, padding = norm or "instance", padding or "reflect"
+        check_choice("norm", norm, NORMS)
+        check_choice("padding", padding, tuple(PADDINGS))
+        cls, norm_kw = _ARCH_CLASSES[arch], dict(norm=norm, padding=padding)
     allowed = [p for p in inspect.signature(cls).parameters if p not in ("norm", "padding")]
     unknown = sorted(set(kw) - set(allowed))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for arch={arch!r}; allowed: {allowed}")
-    return cls(norm=norm, padding=padding, **kw)
+    return cls(**norm_kw, **kw)

@@ -1,0 +1,188 @@
+"""AdaIN encoder-decoder (Huang & Belongie 2017): architecture, eq. 8-9/14, training with the
+trainer, checkpoints, arbitrary-style inference, colour preservation, the CLI."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from repro import config as config_mod
+from repro import images, runs
+from repro.inference import load_checkpoint, load_generator, stylize
+from repro.models import AdaINNet, build_generator
+from repro.models.adain import decoder_for
+from repro.norms import mean_std
+from repro.train import train
+
+ADAIN = ["model.arch=adain", "model.norm=none", "model.encoder_weights=random", "loss.vgg_weights=random",
+         "loss.style_stat=meanstd", "loss.content_layers=[relu3_1]", "data.style=[candy,feathers,mosaic]",
+         "optim.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "data.n_train=3",
+         "data.image_size=32", "data.content_size=64", "data.style_size=64",
+         "data.test_images=[karya]", "data.test_size=40"]
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return AdaINNet("relu3_1", vgg_weights="random").eval()
+
+
+def test_decoder_mirrors_the_encoder_as_in_the_paper():
+    dec = decoder_for("relu4_1")
+    convs = [(m.in_channels, m.out_channels) for m in dec if isinstance(m, nn.Conv2d)]
+    # AdaIN §6.1: 512-256, up, 256-256 x3, 256-128, up, 128-128, 128-64, up, 64-64, 64-3
+    assert convs == [(512, 256), (256, 256), (256, 256), (256, 256), (256, 128), (128, 128),
+                     (128, 64), (64, 64), (64, 3)]
+    ups = [m for m in dec if isinstance(m, nn.Upsample)]
+    assert len(ups) == 3 and all(u.mode == "nearest" for u in ups)
+    assert all(m.padding_mode == "reflect" for m in dec if isinstance(m, nn.Conv2d))
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in dec.modules())
+    assert not isinstance(list(dec)[-1], nn.ReLU)  # linear RGB out
+    small = [(m.in_channels, m.out_channels) for m in decoder_for("relu3_1") if isinstance(m, nn.Conv2d)]
+    assert small == [(256, 128), (128, 128), (128, 64), (64, 64), (64, 3)]
+    with pytest.raises(ValueError, match="encoder_layer"):
+        decoder_for("relu3_2")
+
+
+def test_bottleneck_takes_the_style_statistics_and_alpha_blends_back(net):
+    c, s = torch.rand(2, 3, 48, 40), torch.rand(1, 3, 56, 64)
+    fc, fs = net.encode(c), net.encode(s)
+    t = net.target(fc, [fs])
+    tm, ts = mean_std(t)
+    sm, ss = mean_std(fs)
+    # channels the content leaves constant (dead ReLUs) can only take the style's mean
+    # (and eps inside the square root matters only for near-constant channels)
+    live = ((mean_std(fc)[1] > 0.05) & (ss > 0.05)).expand_as(ts)
+    assert torch.allclose(tm, sm.expand_as(tm), atol=1e-4)
+    assert live.float().mean() > 0.5
+    assert torch.allclose(ts[live], ss.expand_as(ts)[live], rtol=1e-2)
+    assert torch.equal(net.target(fc, [fs], alpha=0.0), fc)
+    half = net.target(fc, [fs], alpha=0.5)
+    assert torch.allclose(half, 0.5 * t + 0.5 * fc, atol=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        net.target(fc, [fs], alpha=1.5)
+
+
+def test_style_interpolation_weights(net):
+    c = torch.rand(1, 3, 32, 32)
+    s1, s2 = torch.rand(1, 3, 40, 40), torch.rand(3, 36, 44)
+    with torch.no_grad():
+        only_first = net(c, [s1, s2], style_weights=[1, 0])
+        assert torch.allclose(only_first, net(c, s1), atol=1e-5)
+        mixed = net(c, [s1, s2], style_weights=[2, 2])    # normalised to 1/2, 1/2
+        assert torch.allclose(mixed, net(c, [s1, s2]), atol=1e-5)
+    for bad in ([1], [-1, 2], [0, 0]):
+        with pytest.raises(ValueError, match="style_weights"):
+            net(c, [s1, s2], style_weights=bad)
+    with pytest.raises(ValueError, match="RGB"):
+        net(c, torch.rand(1, 32, 32))
+
+
+def test_any_size_and_a_decoder_only_checkpoint(net, tmp_path):
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 37, 51), torch.rand(1, 3, 30, 30))
+    assert y.shape == (1, 3, 37, 51)
+    sd = net.state_dict()
+    assert sd and not any(k.startswith("encoder.") for k in sd)
+    clone = build_generator(**net.config)
+    clone.load_state_dict(sd)  # strict, encoder filled from the clone's own VGG
+    for k, v in sd.items():
+        assert torch.equal(clone.state_dict()[k], v)
+    with pytest.raises(ValueError, match="fixed decoder"):
+        build_generator("adain", norm="batch")
+
+
+def test_trainer_trains_the_decoder_only_and_logs_adain_terms():
+    cfg = config_mod.load_config("smoke", ADAIN)
+    run = train(cfg, progress=False)
+    rows = runs.metrics(run)
+    assert len(rows) == 4 and all(k in rows[0] for k in ("content/relu3_1", "style/relu1_1", "style/relu3_1"))
+    ev = runs.evals(run)
+    assert [e["step"] for e in ev] == [2, 4] and ev[-1]["style"] > 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step000002.png", "step000004.png"]
+    model = load_generator(run)
+    assert isinstance(model, AdaINNet) and model.config["vgg_weights"] == "random"
+    fresh = AdaINNet("relu3_1", vgg_weights="random")
+    # the encoder is the fixed VGG; the decoder moved
+    assert all(torch.equal(a, b) for a, b in zip(model.encoder.state_dict().values(),
+                                                  fresh.encoder.state_dict().values()))
+    ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt["step"] == 4 and ckpt["generator"]["arch"] == "adain"
+    torch.manual_seed(cfg.train.seed)  # the trainer's initialisation
+    init = build_generator(**model.config).decoder.state_dict()
+    assert all(not torch.equal(init[k], v) for k, v in model.decoder.state_dict().items())
+
+
+def test_adain_config_is_checked():
+    with pytest.raises(config_mod.ConfigError, match="loss.content_layers"):
+        config_mod.load_config("smoke", ADAIN + ["loss.content_layers=[relu2_2]"])
+    with pytest.raises(config_mod.ConfigError, match="data.transform"):
+        config_mod.load_config("smoke", ADAIN + ["data.transform=equalize"])
+    with pytest.raises(config_mod.ConfigError, match="model.encoder_weights"):
+        config_mod.load_config("smoke", ADAIN + ["model.encoder_weights=vgg"])
+
+
+def test_stylize_with_unseen_style_alpha_and_colour_preservation(net, data_ready):
+    from repro import data
+
+    content = images.load_image(data.content_path("karya"), size=48)
+    style_path = data.style_path("the_scream")
+    y = stylize(net, content, style=style_path, style_size=64)
+    assert y.shape == content.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    y0 = stylize(net, content, style=style_path, style_size=64, alpha=0.0)
+    with torch.no_grad():
+        recon = net.decoder(net.encode(content[None]))[0].clamp(0, 1)
+    assert torch.allclose(y0, recon, atol=1e-5)
+    kept = stylize(net, content, style=style_path, style_size=64, preserve_color=True)
+    assert not torch.allclose(kept, y)
+    with pytest.raises(ValueError, match="needs style"):
+        stylize(net, content)
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        stylize(net, content, style="nope.jpg")
+
+
+def test_match_color_gives_the_target_mean_and_covariance():
+    g = torch.Generator().manual_seed(0)
+    src = 0.3 + 0.2 * torch.rand(3, 40, 40, generator=g)
+    mix = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]])
+    tgt = (0.4 + 0.1 * torch.einsum("ij,jhw->ihw", mix, torch.rand(3, 30, 50, generator=g))).clamp(0, 1)
+    out = images.match_color(src, tgt)
+
+    def stats(x):
+        f = x.reshape(3, -1).double()
+        return f.mean(1), torch.cov(f, correction=0)
+
+    (m_o, c_o), (m_t, c_t) = stats(out), stats(tgt)
+    assert torch.allclose(m_o, m_t, atol=1e-4) and torch.allclose(c_o, c_t, atol=1e-4)
+    assert out.shape == src.shape
+    with pytest.raises(ValueError, match="source"):
+        images.match_color(src[None], tgt)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True,
+                          env=dict(os.environ))
+
+
+def test_cli_stylize_adain_and_its_errors(tmp_path, data_ready):
+    from repro import data
+    from repro.inference import save_checkpoint
+
+    torch.manual_seed(0)
+    model = AdaINNet("relu3_1", vgg_weights="random")
+    ckpt = save_checkpoint(tmp_path / "adain.pt", model=model, step=0,
+                           config=config_mod.load_config("smoke", ADAIN))
+    content, out = str(data.content_path("karya")), tmp_path / "out.png"
+    styles = [str(data.style_path("candy")), str(data.style_path("the_scream"))]
+    r = _cli("stylize", str(ckpt), content, str(out), "--size", "40", "--style", *styles,
+             "--style-weights", "0.3,0.7", "--alpha", "0.8", "--preserve-color", "--style-size", "48")
+    assert r.returncode == 0, r.stderr
+    assert min(images.load_image(out).shape[-2:]) == 40
+    for args, needle in [((), "--style"), (("--style", styles[0], "--style-index", "1"), "--style-index"),
+                         (("--style", styles[0], "--alpha", "2"), "alpha"),
+                         (("--style", styles[0], "--style-weights", "a,b"), "--style-weights")]:
+        r = _cli("stylize", str(ckpt), content, str(tmp_path / "x.png"), *args)
+        assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert not (tmp_path / "x.png").exists()
