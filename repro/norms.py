@@ -128,6 +128,9 @@ class ConditionalInstanceNorm(nn.Module):
         style = style.to(self.weight.device)
         if style.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
             idx = style.reshape(-1).long()
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_styles):
+                raise ValueError(f"style index {idx.tolist()} out of range: this network has "
+                                 f"{self.n_styles} styles (0..{self.n_styles - 1})")
             return self.weight[idx], self.bias[idx]
         if style.is_floating_point():
             w = style.to(self.weight.dtype)

@@ -242,3 +242,24 @@ def test_bf16_autocast_on_the_cpu_trains_and_stays_finite():
     # the checkpoint stays fp32 (autocast changes compute, not parameters)
     ckpt = load_checkpoint(run / "model.pt")
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_cli_stylize_conditional_in_by_index_and_mixing(tmp_path):
+    from repro.images import load_image, save_image
+
+    run = train(tiny("model.norm=conditional_instance", "model.n_styles=2", "data.style=[candy,mosaic]"),
+                progress=False)
+    save_image(torch.rand(3, 30, 34), tmp_path / "in.png")
+    outs = {}
+    for name, args in {"0": ["--style-index", "0"], "1": ["--style-index", "1"],
+                       "mix10": ["--style-weights", "1,0"]}.items():
+        r = _cli("stylize", str(run), str(tmp_path / "in.png"), str(tmp_path / f"{name}.png"), *args)
+        assert r.returncode == 0, r.stderr
+        outs[name] = load_image(tmp_path / f"{name}.png")
+    assert not torch.equal(outs["0"], outs["1"])
+    assert torch.allclose(outs["0"], outs["mix10"], atol=1 / 255)  # weights (1, 0) are style 0
+    for args, needle in [(["--style-index", "2"], "out of range"), (["--style-weights", "1,0,0"], "(N, 2)"),
+                         (["--style", "x.jpg"], "--style")]:
+        r = _cli("stylize", str(run), str(tmp_path / "in.png"), str(tmp_path / "bad.png"), *args)
+        assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert not (tmp_path / "bad.png").exists()
