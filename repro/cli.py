@@ -6,6 +6,7 @@ message and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -23,7 +24,10 @@ def _cmd_train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     run = train(cfg, progress=False if args.no_progress else None)
-    print(run)  # the last line of output: scripts read the run directory from it
+    # the last line of output: scripts read the run directory from it (under torchrun only
+    # rank 0 prints, so two ranks never interleave their lines)
+    if os.environ.get("RANK", "0") == "0":
+        print(run, flush=True)
     return 0
 
 

@@ -222,7 +222,9 @@ def test_torchrun_two_cpu_processes(tmp_path):
            "-m", "repro", "train", "--config", "smoke", *sets, "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    run = r.stdout.strip().splitlines()[-1]
+    lines = r.stdout.strip().splitlines()
+    run = lines[-1]
+    assert lines.count(run) == 1  # rank 0 alone prints the run directory
     assert runs.is_done(run) and runs.summary(run)["world_size"] == 2
     assert [m["step"] for m in runs.metrics(run)] == [1, 2, 3, 4, 5, 6]  # rank 0 logs once per step
     ckpt = load_checkpoint(os.path.join(run, "model.pt"))
