@@ -41,6 +41,11 @@ def test_parse_percent_cells_and_tags():
 
 def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "figures_dir", lambda profile: tmp_path)
+    # a cpu report also refreshes the README: keep the repository's own README out of it
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{figures.README_START}\n{figures.README_END}\n")
+    real_update = figures.update_readme
+    monkeypatch.setattr(figures, "update_readme", lambda records: real_update(records, readme))
     rec = metrics.FigureRecord("figX", "cpu", params={"a": 1})
     rec.claim("IN beats BN", "0.8 vs 1.0", holds=True, paper="IN Fig. 5")
     rec.claim("gap | shrinks", "12%", holds=False)
