@@ -44,7 +44,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from repro import config as config_mod
 from repro import data, experiments, figures, gatys, images, metrics, plots
 from repro.config import to_dict
 from repro.inference import load_generator, stylize

@@ -13,7 +13,7 @@ import torch
 from repro import config as config_mod
 from repro import images
 from repro.inference import load_generator
-from repro.train import build_loss, style_images, train
+from repro.train import build_loss, select_style_targets, style_images, train
 
 
 def generator_config(profile: str, *, arch: str | None = None, norm: str | None = None,
@@ -68,8 +68,6 @@ def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval",
     for a conditional-IN generator, the index of the style to apply and measure against.
     Returns means over images and the per-image lists.
     """
-    from repro.train import _select_targets
-
     cfg = config_mod.from_dict(torch.load(Path(run) / "model.pt", weights_only=True)["config"])
     device = torch.device("cpu")
     model = load_generator(run)
@@ -83,7 +81,7 @@ def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval",
         if not n_styles or not 0 <= style < n_styles:
             raise ValueError(f"style={style} is not a style index of {run} ({n_styles} styles)")
         idx = torch.tensor([style])
-        targets = _select_targets(targets, idx)
+        targets = select_style_targets(targets, idx)
     per = {"style": [], "content": [], "content_image_style": []}
     for p in image_paths:
         x = images.load_image(p, size=size)[None]

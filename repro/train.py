@@ -158,7 +158,7 @@ def _lr(cfg: Config, step: int) -> float:
     return cfg.optim.lr * cfg.optim.lr_decay ** ((step - 1) // cfg.optim.lr_decay_every)
 
 
-def _select_targets(targets: dict, idx: torch.Tensor) -> dict:
+def select_style_targets(targets: dict, idx: torch.Tensor) -> dict:
     """Per-sample style targets for conditional IN: sample i gets style idx[i]."""
     return {l: (t[idx] if isinstance(t, torch.Tensor) else tuple(x[idx] for x in t))
             for l, t in targets.items()}
@@ -189,7 +189,7 @@ def evaluate(model, loss_fn: PerceptualLoss, tests: list[torch.Tensor], device,
             else:
                 idx = torch.tensor([s], device=device)
                 y = model(x, idx)
-                terms = loss_fn(y, x, style_targets=_select_targets(all_targets, idx), weighted=False)
+                terms = loss_fn(y, x, style_targets=select_style_targets(all_targets, idx), weighted=False)
             for k in ("style", "content", "tv"):
                 acc.setdefault(k, []).append(float(terms[k]))
     model.train(was_training)
@@ -334,7 +334,7 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
                 s = paintings.sample(local_batch, g).to(device, memory_format=memory_format)
             elif n_styles:
                 idx = torch.randint(n_styles, (local_batch,), generator=g).to(device)
-                targets = _select_targets(style_targets, idx)
+                targets = select_style_targets(style_targets, idx)
             else:
                 idx, targets = None, style_targets
 
