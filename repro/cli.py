@@ -50,7 +50,8 @@ def _cmd_stylize(args) -> int:
         if args.style_index is not None:
             raise ValueError("--style-index is for conditional-IN generators; an AdaIN model takes --style")
         out = stylize(model, image, size=args.size, style=args.style, style_weights=weights,
-                      alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size)
+                      alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size,
+                      exact=args.exact)
     else:
         if args.style or args.alpha != 1.0 or args.preserve_color:
             raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
@@ -58,7 +59,7 @@ def _cmd_stylize(args) -> int:
         if args.style_index is not None and weights is not None:
             raise ValueError("give --style-index or --style-weights, not both")
         style = args.style_index if args.style_index is not None else weights
-        out = stylize(model, image, size=args.size, style=style)
+        out = stylize(model, image, size=args.size, style=style, exact=args.exact)
     save_image(out, args.output)
     print(args.output)
     return 0
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="AdaIN models: keep the content image's colours")
     st.add_argument("--style-size", type=int, help="AdaIN models: resize the style's shorter side first")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    st.add_argument("--exact", action="store_true",
+                    help="plain fp32 (default: bf16 autocast where the hardware has native bf16)")
     st.set_defaults(func=_cmd_stylize)
 
     g = sub.add_parser("gatys", help="optimization-based stylization (Gatys et al. 2016)",

@@ -80,7 +80,7 @@ class TrainConfig:
     """How the loop runs (device, precision, logging, checkpoints)."""
     seed: int = 0
     device: str = "auto"              # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"           # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
+    precision: str = "auto"           # "auto" (bf16 autocast where native: CUDA, AVX-512 BF16/AMX CPUs; else fp32) | "fp32" | "bf16"
     channels_last: bool = True        # CUDA only: NHWC kernels
     compile: bool = False             # torch.compile the generator
     sync_bn: bool = False             # distributed + batch norm: SyncBatchNorm (CUDA only)

@@ -14,6 +14,7 @@ added to the variance before the square root, so constant feature maps give fini
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -48,13 +49,31 @@ def _var_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
 
 
-def _normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    # rsqrt(var + eps) rather than std + eps: the variance is 0 on constant maps (and always on 1x1
-    # maps), and (x - mu) is then exactly 0, so the result is 0 instead of NaN.
+def _normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``(x - mu) / sqrt(var + eps)`` per image and channel, then ``* weight + bias`` if given."""
     if x.dim() != 4:
         raise ValueError(f"expected an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if x.shape[2] * x.shape[3] > 1:
+        # PyTorch's fused instance-norm kernel computes exactly eq. 3 (biased variance, eps inside
+        # the square root, float32 statistics for half-precision input) in one pass over memory;
+        # written out with var_mean it was the slowest part of the generator (benchmarks in bench/).
+        half = (torch.float16, torch.bfloat16)
+        if x.dtype in half and (weight is None or weight.dtype in half):
+            # without float32 affine parameters (a module cast with .bfloat16(), or no affine)
+            # the kernel folds in half precision too (errors ~0.07 measured); under autocast the
+            # parameters stay float32 and the kernel is accurate to the output's rounding
+            return F.instance_norm(x.float(), eps=eps,
+                                   weight=None if weight is None else weight.float(),
+                                   bias=None if bias is None else bias.float()).to(x.dtype)
+        return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    # A 1x1 map (which the fused kernel refuses): its variance is 0 and (x - mu) exactly 0, so
+    # rsqrt(var + eps) gives 0 rather than the NaN that std + eps-free division would.
     var, mean = _var_mean(x)
-    return ((x - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+    y = ((x - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+    if weight is not None:
+        y = y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    return y
 
 
 class InstanceNorm(nn.Module):
@@ -85,10 +104,7 @@ class InstanceNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _normalize(x, self.eps)
-        if self.affine:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return y
+        return _normalize(x, self.eps, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, eps={self.eps}, affine={self.affine}"
@@ -141,7 +157,9 @@ class ConditionalInstanceNorm(nn.Module):
                     f"style weights must have shape (N, {self.n_styles}) or ({self.n_styles},), "
                     f"got {tuple(style.shape)}"
                 )
-            return w @ self.weight, w @ self.bias
+            # elementwise rather than a matmul, which autocast would round to bf16: weights
+            # (1, 0, ...) then give style 0's parameters exactly, under autocast too
+            return ((w[:, :, None] * self.weight).sum(1), (w[:, :, None] * self.bias).sum(1))
         raise ValueError(f"style must be integer indices or float mixing weights, got "
                          f"{style.dtype}")
 
@@ -149,7 +167,7 @@ class ConditionalInstanceNorm(nn.Module):
         gamma, beta = self.style_params(style)
         if gamma.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"got {gamma.shape[0]} styles for a batch of {x.shape[0]} images")
-        y = _normalize(x, self.eps)
+        y = _normalize(x, self.eps)  # per-sample gamma/beta: the fused kernel takes one per channel
         return y * gamma[:, :, None, None] + beta[:, :, None, None]
 
     def extra_repr(self) -> str:

@@ -3,8 +3,10 @@ for the AdaIN encoder-decoder (arbitrary styles: a batch of paintings per step).
 
     run_dir = train(load_config("cpu", ["model.norm=batch"]))
 
-Written for a CUDA GPU (bf16 autocast, channels_last, cudnn autotuning, optional
-``torch.compile``) and unchanged on the CPU (fp32). Under ``torchrun`` it trains with
+The fast path is the default: bf16 autocast wherever the hardware does bf16 natively (CUDA
+GPUs from Ampere on; CPUs with AVX-512 BF16 or AMX, see ``repro.precision``), and on CUDA
+channels_last and cudnn autotuning; ``torch.compile`` with ``train.compile=true`` (the ``paper``
+profile). ``train.precision=fp32`` trains in exact fp32. Under ``torchrun`` it trains with
 DistributedDataParallel (gloo on CPU, nccl on CUDA).
 
 Exact resume: every step's batch (crops, flips, CIN style indices) is drawn from a generator
@@ -16,7 +18,6 @@ was never interrupted (bit for bit on the CPU).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -26,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from repro import config as config_mod
+from repro import precision as precision_mod
 from repro import data, images, runs
 from repro.config import Config
 from repro.inference import (load_checkpoint, load_generator, model_kwargs, save_checkpoint,  # noqa: F401
@@ -56,10 +58,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return torch.bfloat16 if precision == "bf16" else None
+    """The training autocast dtype (None: plain fp32): ``repro.precision``'s choice, except that
+    an fp16-only GPU trains in fp32 (fp16 training would need loss scaling, which this loop
+    does not do)."""
+    dtype = precision_mod.resolve_precision(precision, device)
+    return None if dtype == torch.float16 else dtype
 
 
 def _dist_setup(device: torch.device) -> tuple[int, int]:
@@ -118,7 +121,8 @@ def content_transform(cfg: Config):
         return images.equalize_luminance_histogram
     if cfg.data.transform == "stylize":
         model = load_generator(cfg.data.transform_checkpoint)
-        return lambda img: stylize(model, img)
+        # exact fp32: the training data must not depend on whether this CPU has native bf16
+        return lambda img: stylize(model, img, exact=True)
     return None
 
 
@@ -338,9 +342,7 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             else:
                 idx, targets = None, style_targets
 
-            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype
-                        else contextlib.nullcontext())
-            with autocast:
+            with precision_mod.autocast(device, amp_dtype):
                 if arbitrary:
                     # AdaIN eq. 11-13: content loss against t, style loss against this batch's paintings
                     y, t = train_model(x, s, return_target=True)
@@ -400,7 +402,7 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
             "steps": cfg.optim.steps,
             "seconds_this_session": time.perf_counter() - t_start,
             "device": str(device), "world_size": world,
-            "precision": str(amp_dtype or "fp32"),
+            "precision": precision_mod.name(amp_dtype),
             "final_train": {k: sum(r[k] for r in tail) / len(tail)
                             for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
             "final_eval": (runs.evals(run) or [None])[-1],

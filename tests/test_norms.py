@@ -82,7 +82,9 @@ def test_instance_norm_1x1_and_constant_maps_give_beta_not_nan():
     for x in (torch.randn(1, 3, 1, 1), torch.full((2, 3, 4, 4), 5.0)):
         y = norm(x)
         assert torch.isfinite(y).all()
-        torch.testing.assert_close(y, norm.bias.view(1, 3, 1, 1).expand_as(y))
+        # the fused kernel folds eq. 3 into x * scale + shift with scale ~ 1/sqrt(eps) ~ 316 on a
+        # constant map, so beta comes back up to the rounding of x * scale (~1e-4 here)
+        torch.testing.assert_close(y, norm.bias.view(1, 3, 1, 1).expand_as(y), atol=1e-3, rtol=0)
 
 
 def test_instance_norm_without_affine_has_no_parameters():

@@ -1,0 +1,75 @@
+"""Which arithmetic the fast paths use, decided at run time.
+
+The generators' convolutions are the cost, and on these machines fp32 already runs near the
+matmul ceiling (bench/README.md), so the headroom is in reduced precision: bf16 autocast
+(convolutions in bf16, normalization statistics and losses in float32) where the hardware does
+bf16 natively, fp32 where it would only be emulated.
+
+- CUDA: bf16 where the GPU supports it (Ampere and later), else fp16.
+- CPU: bf16 when the CPU has AVX-512 BF16 or AMX (read from ``/proc/cpuinfo`` flags on Linux;
+  ``REPRO_CPU_BF16=0|1`` overrides the detection), else fp32.
+
+``precision`` strings, as in ``train.precision`` and ``repro.stylize``: ``"auto"`` (the above),
+``"fp32"`` (exact: no autocast), ``"bf16"``, ``"fp16"`` (forced).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpuinfo_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no detection, so no bf16
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 dot products natively (AVX-512 BF16 or AMX)."""
+    forced = os.environ.get("REPRO_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return any(f in _cpuinfo_flags() for f in _NATIVE_BF16_FLAGS)
+
+
+def fast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype of the fast path on ``device``, or None for fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for a ``precision`` string on ``device`` (None: plain fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got precision={precision!r}")
+    if precision == "auto":
+        return fast_dtype(device)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype``, or a no-op context for fp32 (None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

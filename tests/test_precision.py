@@ -1,0 +1,130 @@
+"""The fast paths: run-time precision choice, the fused instance norm, bf16-safe pieces of the
+generators, ``stylize(exact=...)`` and the compiled ``Stylizer``."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from repro import config as config_mod
+from repro import precision, runs
+from repro.inference import Stylizer, stylize
+from repro.models import build_generator
+from repro.norms import ConditionalInstanceNorm, InstanceNorm
+
+
+def psnr(a, b):
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+@pytest.mark.parametrize("flag, expected", [("1", torch.bfloat16), ("0", None)])
+def test_auto_precision_follows_the_cpu(monkeypatch, flag, expected):
+    monkeypatch.setenv("REPRO_CPU_BF16", flag)
+    assert precision.resolve_precision("auto", "cpu") is expected
+    assert precision.resolve_precision("fp32", "cpu") is None
+    assert precision.resolve_precision("bf16", "cpu") is torch.bfloat16
+
+
+def test_cpu_detection_reads_the_flags(monkeypatch):
+    monkeypatch.delenv("REPRO_CPU_BF16", raising=False)
+    monkeypatch.setattr(precision, "_cpuinfo_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert precision.cpu_has_native_bf16()
+    monkeypatch.setattr(precision, "_cpuinfo_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert not precision.cpu_has_native_bf16()
+
+
+def test_bad_precision_is_named():
+    with pytest.raises(ValueError, match="precision"):
+        precision.resolve_precision("int8", "cpu")
+
+
+@torch.no_grad()
+def test_instance_norm_is_eq3_and_accurate_under_autocast():
+    torch.manual_seed(0)
+    norm = InstanceNorm(8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 8, 20, 24) * 3 + 5
+    var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+    eq3 = (x - mean) / torch.sqrt(var + 1e-5) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(norm(x), eq3, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = norm(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    # statistics in float32: only the output's own bf16 rounding (~2^-8 relative) remains
+    assert float((y.float() - eq3).abs().max()) < 0.03
+
+
+def test_conditional_mixing_weights_are_exact_under_autocast():
+    norm = ConditionalInstanceNorm(4, n_styles=3)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(1, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        by_index = norm(x, torch.tensor([1]))
+        by_weights = norm(x, torch.tensor([[0.0, 1.0, 0.0]]))
+    assert torch.equal(by_index, by_weights)
+
+
+def test_multiscale_branches_stay_fp32_under_autocast():
+    model = build_generator("multiscale", width=0.5, n_scales=3).eval()
+    dtypes = {}
+    for name, mod in (("branch", model.branches[-1]), ("join", model.joins[-1].block)):
+        mod.register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.rand(1, 3, 32, 32))
+    assert dtypes == {"branch": torch.float32, "join": torch.bfloat16}
+
+
+@pytest.fixture
+def trained_like():
+    torch.manual_seed(0)
+    model = build_generator("residual", width=0.25).eval()
+    return model
+
+
+def test_stylize_exact_is_plain_fp32_and_fast_path_is_close(trained_like, monkeypatch):
+    x = torch.rand(3, 40, 52)
+    with torch.no_grad():
+        plain = trained_like(x[None])[0].clamp(0, 1)
+    assert torch.equal(stylize(trained_like, x, exact=True), plain)
+    monkeypatch.setenv("REPRO_CPU_BF16", "0")  # no native bf16: the fast path is fp32
+    assert torch.equal(stylize(trained_like, x), plain)
+    monkeypatch.setenv("REPRO_CPU_BF16", "1")
+    fast = stylize(trained_like, x)
+    assert not torch.equal(fast, plain) and psnr(fast, plain) > 35
+
+
+def test_stylizer_compiles_matches_and_leaves_the_model_alone(trained_like, monkeypatch):
+    monkeypatch.setenv("REPRO_CPU_BF16", "1")
+    trained_like.train()
+    x = torch.rand(3, 36, 44)
+    plain = stylize(trained_like, x, exact=True)
+    assert trained_like.training  # stylize restores the caller's mode
+    exact = Stylizer(trained_like, exact=True)  # a Stylizer keeps the module in eval mode
+    assert not exact.compiled and exact.dtype is None and not trained_like.training
+    assert torch.equal(exact(x), plain)
+    fast = Stylizer(trained_like)
+    assert fast.compiled and fast.dtype is torch.bfloat16
+    y = fast(x)
+    assert y.shape == x.shape and psnr(y, plain) > 35
+    assert next(trained_like.parameters()).is_contiguous()  # layout untouched on the CPU
+    with pytest.raises(ValueError, match="AdaIN"):
+        fast(x, alpha=0.5)
+
+
+def test_trainer_records_the_precision_auto_chose(tmp_path, monkeypatch, data_ready):
+    monkeypatch.setenv("REPRO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("REPRO_CPU_BF16", "0")
+    cfg = config_mod.load_config("smoke", ["optim.steps=2", "train.eval_every=0", "data.n_train=2",
+                                           "data.test_images=[]", "loss.vgg_weights=random"])
+    assert cfg.train.precision == "auto"
+    run = __import__("repro.train", fromlist=["train"]).train(cfg, progress=False)
+    assert runs.summary(run)["precision"] == "fp32"
+
+
+def test_fused_norm_falls_back_on_1x1_maps():
+    x = torch.randn(2, 3, 1, 1)
+    with pytest.raises((ValueError, RuntimeError)):
+        F.instance_norm(x)  # what the fallback is for
+    assert torch.equal(InstanceNorm(3, affine=False)(x), torch.zeros_like(x))
