@@ -17,7 +17,7 @@ endif
 
 FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin
 
-.PHONY: help setup data test smoke figures notebooks lab clean distclean $(FIGS)
+.PHONY: help setup data test smoke figures bench notebooks lab clean distclean $(FIGS)
 
 help: ## list the targets
 	@echo "usage: make TARGET [PROFILE=smoke|cpu|paper]"
@@ -51,6 +51,9 @@ figures: setup data ## regenerate every figure into figures/ (PROFILE=cpu by def
 
 $(FIGS): setup data
 	$(PYTHON) -m repro figures --profile $(PROFILE) --only $@
+
+bench: setup data ## benchmarks vs plain fp32 references -> bench/results/<machine>.json, README table
+	$(PYTHON) -m bench
 
 notebooks: setup data ## rebuild notebooks/*.ipynb from their .py sources with smoke outputs
 	$(PYTHON) -m repro notebooks

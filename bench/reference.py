@@ -117,6 +117,11 @@ class PyramidNet(nn.Module):
         self.to_rgb = nn.Conv2d(c * n_scales, 3, 1)
 
     def forward(self, x):
+        # any H, W: reflect-pad up to a multiple of 2**(n_scales - 1), crop back at the end
+        h, w = x.shape[-2:]
+        m = 2 ** (self.n_scales - 1)
+        ph, pw = -h % m, -w % m
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
         y = None
         for k in range(self.n_scales):
             ratio = 2 ** (self.n_scales - 1 - k)
@@ -126,7 +131,8 @@ class PyramidNet(nn.Module):
             else:
                 coarse = F.interpolate(y, scale_factor=2, mode="nearest")
                 y = self.blocks[k - 1](torch.cat([self.coarse_norms[k - 1](coarse), self.fine_norms[k - 1](fine)], 1))
-        return torch.sigmoid(self.to_rgb(y))
+        y = self.to_rgb(y)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+        return torch.sigmoid(y)
 
     @classmethod
     def from_repro(cls, model) -> "PyramidNet":
@@ -163,6 +169,119 @@ class PyramidNet(nn.Module):
 def reference_for(model) -> nn.Module:
     """The plain reference of a trained ``repro`` generator, with its weights."""
     return {"residual": TransformerNet, "multiscale": PyramidNet}[model.config["arch"]].from_repro(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss network, the perceptual loss, one training step and Gatys et al.'s optimization
+
+
+VGG19_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class PlainVGG(nn.Module):
+    """VGG-19 ``features`` up to the deepest layer asked for: 3x3 convs (zero padding 1), ReLU,
+    2x2 max pooling; Caffe input (BGR, 0..255, minus the mean) for the local normalised weights,
+    torchvision's (RGB, mean/std) otherwise. Weights copied from a ``repro`` ``LossNetwork`` so
+    both compute the same function."""
+
+    def __init__(self, layers, caffe: bool = True):
+        super().__init__()
+        names, modules, cin, block, i = [], [], 3, 1, 1
+        for c in VGG19_CHANNELS:
+            if c == "M":
+                names.append(f"pool{block}")
+                modules.append(nn.MaxPool2d(2, 2))
+                block, i = block + 1, 1
+                continue
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+            modules += [nn.Conv2d(cin, c, 3, padding=1), nn.ReLU()]
+            cin, i = c, i + 1
+        self.layers = list(layers)
+        deepest = max(names.index(l) for l in self.layers)
+        self.names = names[:deepest + 1]
+        self.features = nn.Sequential(*modules[:deepest + 1])
+        self.caffe = caffe
+        mean, std = (CAFFE_MEAN_BGR, (1 / 255,) * 3) if caffe else (IMAGENET_MEAN, IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        h = ((x.flip(1) * 255 - self.mean) if self.caffe else (x - self.mean) / self.std)
+        out = {}
+        for name, module in zip(self.names, self.features):
+            h = module(h)
+            if name in self.layers:
+                out[name] = h
+        return out
+
+    @classmethod
+    def from_repro(cls, loss_network) -> "PlainVGG":
+        if loss_network.padding != "zero" or loss_network.arch != "vgg19":
+            raise ValueError("the reference VGG covers the zero-padded VGG-19 loss network")
+        ref = cls(loss_network.layers, caffe=loss_network.bgr)
+        ref.features.load_state_dict(loss_network.features.state_dict())
+        return ref.eval()
+
+
+def gram(f):
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+
+def perceptual_loss(vgg, y, content_feats, style_grams, content_layers, style_layers,
+                    content_weight, style_weight):
+    """Johnson et al.'s loss as ``repro``'s profiles define it: MSE of features at the content
+    layers, MSE of Gram matrices (normalised by H*W) at the style layers."""
+    feats = vgg(y)
+    loss = 0.0
+    for l in content_layers:
+        loss = loss + content_weight * F.mse_loss(feats[l], content_feats[l].expand_as(feats[l]))
+    for l in style_layers:
+        g = gram(feats[l])
+        loss = loss + style_weight * F.mse_loss(g, style_grams[l].expand_as(g))
+    return loss
+
+
+def training_step(generator, vgg, optimizer, x, style_grams, content_layers, style_layers,
+                  content_weight, style_weight):
+    """One step the plain way: generator forward, loss network on output and content, backward,
+    Adam. Returns the loss."""
+    y = generator(x)
+    with torch.no_grad():
+        content_feats = vgg(x)
+    loss = perceptual_loss(vgg, y, content_feats, style_grams, content_layers, style_layers,
+                           content_weight, style_weight)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def gatys(vgg, content, style, steps, content_layers, style_layers, content_weight, style_weight):
+    """Gatys et al. the plain way: L-BFGS (one evaluation per step, no line search, as
+    neural-style) on the pixels from the content image, projected onto [0, 1] after each step."""
+    with torch.no_grad():
+        content_feats = vgg(content)
+        style_grams = {l: gram(f) for l, f in vgg(style).items()}
+    x = content.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=50)
+
+    def closure():
+        opt.zero_grad()
+        loss = perceptual_loss(vgg, x, content_feats, style_grams, content_layers, style_layers,
+                               content_weight, style_weight)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    return x.detach()
 
 
 def conv_flops(model: nn.Module, x: torch.Tensor) -> int:

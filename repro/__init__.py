@@ -13,13 +13,14 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "paths", "images", "data", "vgg", "norms", "models", "losses", "gatys", "train", "runs",
     "metrics", "plots", "cli", "config", "inference", "experiments", "figures", "atomic",
+    "precision",
 }
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"repro.{name}")
-    if name == "stylize":
-        from repro.inference import stylize  # public: repro.stylize
-        return stylize
+    if name in ("stylize", "Stylizer"):  # public: repro.stylize, repro.Stylizer
+        from repro import inference
+        return getattr(inference, name)
     raise AttributeError(f"module 'repro' has no attribute {name!r}")

@@ -282,9 +282,18 @@ class PerceptualLoss(nn.Module):
         return mean_std(feat, self.eps)
 
     @torch.no_grad()
-    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss-network activations of ``image`` ((3,H,W) or (N,3,H,W)), without grad."""
-        return self.loss_network(_as_batch("image", image))
+    def features(self, image: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Loss-network activations of ``image`` ((3,H,W) or (N,3,H,W)), without grad; only
+        ``layers`` (and only as deep as they need) when given."""
+        from repro.vgg import LossNetwork
+
+        image = _as_batch("image", image)
+        if layers is None:
+            return self.loss_network(image)
+        if isinstance(self.loss_network, LossNetwork):
+            return self.loss_network(image, layers)
+        feats = self.loss_network(image)  # any other module: all of its layers, then pick
+        return {l: feats[l] for l in layers}
 
     @torch.no_grad()
     def compute_style_targets(self, style: torch.Tensor | None = None, *,
@@ -388,7 +397,7 @@ class PerceptualLoss(nn.Module):
                                  "style=, style_feats= or style_targets=")
         if self.content_layers:
             if content is not None:
-                content_feats = self.features(content)
+                content_feats = self.features(content, self.content_layers)
             elif content_feats is None:
                 raise ValueError("the content loss needs content= (an image) or content_feats=")
             missing = [l for l in self.content_layers if l not in content_feats]

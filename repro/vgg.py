@@ -213,17 +213,26 @@ class LossNetwork(nn.Module):
             return x * self.scale.to(x.dtype) - self.mean.to(x.dtype)
         return (x - self.mean.to(x.dtype)) * self.scale.to(x.dtype)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """``{name: activation}`` for ``layers`` (default: all of this network's), computing
+        only as deep as the deepest of them (the content pass of a training step needs
+        relu2_2, not relu3_1)."""
+        if layers is None:
+            layers = self.layers
+        unknown = [l for l in layers if l not in self.layers]
+        if unknown:
+            raise ValueError(f"layer(s) {unknown} are not among this loss network's {self.layers}")
+        wanted = {i for i, name in self._index.items() if name in layers}
         h = self.preprocess(x)
         out = {}
-        last = len(self.features) - 1
+        last = max(wanted)
         for i, module in enumerate(self.features):
             h = module(h)
-            if i in self._index:
+            if i in wanted:
                 out[self._index[i]] = h
             if i == last:
                 break
-        return {name: out[name] for name in self.layers}
+        return {name: out[name] for name in layers}
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, weights={self.weights}, padding={self.padding}, layers={self.layers}"

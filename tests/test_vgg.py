@@ -161,3 +161,18 @@ def test_imagenet_weights_offline_error_is_clear(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="make data"):
         LossNetwork(["relu1_1"], weights="imagenet")
+
+
+def test_asking_for_fewer_layers_stops_early_and_changes_nothing():
+    net = LossNetwork(["relu1_1", "relu2_2", "relu3_1"], weights="random")
+    x = torch.rand(2, 3, 32, 40)
+    calls = []
+    hook = net.features[-1].register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        full = net(x)
+        part = net(x, ["relu2_2"])
+    hook.remove()
+    assert calls == [1]  # relu3_1 ran once: for the full pass only
+    assert list(part) == ["relu2_2"] and torch.equal(part["relu2_2"], full["relu2_2"])
+    with pytest.raises(ValueError, match="relu4_1"):
+        net(x, ["relu4_1"])

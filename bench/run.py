@@ -1,0 +1,467 @@
+"""``make bench`` (``python -m bench``): how fast ``repro`` stylizes and trains, next to the
+plain fp32 reference networks of ``bench/reference.py``, on this machine.
+
+Every case runs both ways in the same invocation:
+
+- **inference**: the residual and multi-scale IN generators (the ``cpu`` profile's trained
+  starry_night models, and the residual network at full width with its initial weights, for
+  speed only) at 256, 512 and 1080 px (shorter side of a real photo). ``reference``: the plain
+  network, eager fp32. ``ours (one-shot)``: ``repro.stylize`` (eager, bf16 where native).
+  ``ours``: ``repro.Stylizer`` (bf16 where native + ``torch.compile``), timed after its warm-up
+  call, which is reported separately. Each variant runs in its own process so its memory is its
+  own: latency is the median of the timed calls, memory the process's peak resident size above
+  its size before the first call (on CUDA: ``max_memory_allocated``).
+  GFLOP/s counts convolutions only; the peak is this machine's measured dense matmul rate for
+  the precision used. PSNR is against the reference's output, on the same photo (and, for the
+  trained models, the minimum over the 12 held-out photos at 512 px).
+- **training**: one step (generator forward, loss network on output and content, backward,
+  Adam) at the ``cpu`` and ``paper`` profiles' sizes, as the trainer runs it, against the plain
+  step of ``reference.training_step``; images/s. The ``paper`` loss network (VGG-19 to relu4_2)
+  has random weights here: the local weights stop at relu3_1, and speed does not depend on them.
+- **gatys**: 200 L-BFGS steps at 256 and 512 px, ``repro.gatys`` vs ``reference.gatys``.
+
+Results go to ``bench/results/<machine>.json`` (written atomically) and the table in the
+README. Nothing here asserts a speed: a slow machine gets numbers, not a failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+INFERENCE_SIZES = (256, 512, 1080)
+TRAIN_CASES = {
+    # name: profile, generator, crop size, batch, loss layers, loss weights
+    "cpu residual": dict(arch="residual", width=0.5, size=128, batch=4, weights="auto",
+                         content=["relu2_2"], style=["relu1_1", "relu2_1", "relu3_1"], sw=10.0),
+    "cpu multiscale": dict(arch="multiscale", width=1.0, size=128, batch=4, weights="auto",
+                           content=["relu2_2"], style=["relu1_1", "relu2_1", "relu3_1"], sw=10.0),
+    "paper residual": dict(arch="residual", width=1.0, size=256, batch=4, weights="random",
+                           content=["relu4_2"], style=["relu1_1", "relu2_1", "relu3_1", "relu4_1"],
+                           sw=30.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine
+
+
+def machine_info(device: torch.device) -> dict:
+    from repro import precision
+
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "native_bf16": precision.cpu_has_native_bf16()}
+    try:
+        model = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1)
+    except (OSError, AttributeError):
+        model = platform.processor() or "unknown cpu"
+    info["cpu"] = model.strip()
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def machine_slug(info: dict, device: torch.device) -> str:
+    name = info.get("gpu") if device.type == "cuda" else f"{info['cpu']} {info['threads']}t"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    """Dense n x n matmul rate in GFLOP/s (median of ``reps``): the ceiling convolutions approach."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for _ in range(reps + 1):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times[1:]) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, reps: int, device: torch.device) -> tuple[float, float, list[float]]:
+    """(first call's seconds, median of ``reps`` further calls, all of them)."""
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times), times
+
+
+class _PeakRSS:
+    """Peak resident size of this process while the block runs (sampled every millisecond, and
+    the kernel's own high-water mark where it can be reset)."""
+
+    def __enter__(self):
+        self.peak = self.start = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def _rss() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference: one variant of one case per process
+
+
+def _inference_model(spec: dict):
+    from repro.inference import load_generator
+    from repro.models import build_generator
+
+    if spec["run"]:
+        return load_generator(spec["run"])
+    torch.manual_seed(0)
+    return build_generator("residual", width=spec["width"]).eval()
+
+
+def _child_inference(spec: dict) -> dict:
+    """Run in a fresh process: time one variant and save its output for the PSNR."""
+    sys.path.insert(0, str(ROOT))
+    from bench.reference import conv_flops, reference_for
+    from repro import images
+    from repro.inference import Stylizer, stylize
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    model = _inference_model(spec).to(device)
+    x = images.load_image(spec["image"], size=spec["size"])[None].to(device)
+    variant = spec["variant"]
+    if variant == "reference":
+        net = reference_for(model).to(device)
+
+        @torch.inference_mode()
+        def fn():
+            return net(x)
+        dtype = None
+    elif variant == "ours (one-shot)":
+        def fn():
+            return stylize(model, x)
+        from repro.precision import fast_dtype
+        dtype = fast_dtype(device)
+    else:
+        st = Stylizer(model)
+
+        def fn():
+            return st(x)
+        dtype = st.dtype
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with _PeakRSS() as mem:
+        first, median, times = _timed(fn, spec["reps"], device)
+    y = fn().float().clamp(0, 1).cpu()
+    torch.save(y, spec["out"])
+    # shapes only: the meta device runs no arithmetic
+    flops = conv_flops(reference_for(model).to("meta"), x.to("meta"))
+    extra = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+             else mem.peak - mem.start)
+    return {"first_s": first, "median_s": median, "times_s": times, "dtype": str(dtype or "fp32"),
+            "peak_extra_mib": extra / 2 ** 20, "gflop": flops / 1e9,
+            "shape": list(x.shape)}
+
+
+def _run_child(spec: dict) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.run", "--child", json.dumps(spec)],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({spec['case']} {spec['variant']}):\n"
+                           f"{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * __import__("math").log10(1 / mse)
+
+
+def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, device,
+                    psnr_photos) -> list[dict]:
+    from repro import images
+    from repro.inference import Stylizer
+
+    sys.path.insert(0, str(ROOT))
+    from bench.reference import reference_for
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            for size in sizes:
+                row = {"case": case["name"], "size": size, "trained": bool(case["run"])}
+                outs = {}
+                for variant in ("reference", "ours (one-shot)", "ours"):
+                    spec = {**case, "case": case["name"], "variant": variant, "size": size,
+                            "image": str(image), "reps": reps if size < 1000 else max(2, reps // 2),
+                            "threads": threads, "device": str(device),
+                            "out": str(Path(tmp) / f"{variant}.pt")}
+                    row[variant] = _run_child(spec)
+                    outs[variant] = torch.load(spec["out"])
+                    print(f"  inference {case['name']} {size}px {variant}: "
+                          f"{row[variant]['median_s'] * 1e3:.1f} ms", flush=True)
+                for variant in ("ours (one-shot)", "ours"):
+                    row[variant]["psnr_db"] = psnr(outs[variant], outs["reference"])
+                    row[variant]["speedup"] = row["reference"]["median_s"] / row[variant]["median_s"]
+                rows.append(row)
+            if case["run"] and psnr_photos:
+                # the fast path's accuracy over every held-out photo, at 512 px
+                model = _inference_model(case)
+                ref = reference_for(model).to(device)
+                fast = Stylizer(model, device=device)
+                values = []
+                with torch.inference_mode():
+                    for p in psnr_photos:
+                        x = images.load_image(p, size=512)[None].to(device)
+                        values.append(psnr(fast(x).cpu(), ref(x).clamp(0, 1).cpu()))
+                rows.append({"case": case["name"], "psnr_heldout_512": {
+                    "photos": len(values), "min_db": min(values), "median_db": statistics.median(values)}})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and Gatys, in this process
+
+
+def bench_training(names, reps: int, device) -> list[dict]:
+    sys.path.insert(0, str(ROOT))
+    from bench import reference
+    from repro import precision
+    from repro.losses import PerceptualLoss
+    from repro.models import build_generator
+    from repro.vgg import LossNetwork
+
+    rows = []
+    for name in names:
+        c = TRAIN_CASES[name]
+        torch.manual_seed(0)
+        gen = build_generator(c["arch"], width=c["width"]).to(device)
+        net = LossNetwork(c["content"] + c["style"], weights=c["weights"]).to(device)
+        loss_fn = PerceptualLoss(c["content"], c["style"], style_weight=c["sw"],
+                                 loss_network=net).to(device)
+        style = torch.rand(1, 3, 256, 256, device=device)
+        targets = loss_fn.compute_style_targets(style)
+        x = torch.rand(c["batch"], 3, c["size"], c["size"], device=device)
+        opt = torch.optim.Adam(gen.parameters(), 1e-3)
+        amp = precision.resolve_precision("auto", device)
+        amp = None if amp == torch.float16 else amp  # as repro.train.resolve_precision
+
+        def ours():  # the trainer's step (repro/train.py), for a single-style generator
+            with precision.autocast(device, amp):
+                y = gen(x)
+                terms = loss_fn(y.float(), x, style_targets=targets)
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
+
+        ref_gen = reference.reference_for(gen).to(device).train()
+        ref_gen.requires_grad_(True)
+        vgg = reference.PlainVGG.from_repro(net).to(device)
+        ref_opt = torch.optim.Adam(ref_gen.parameters(), 1e-3)
+        with torch.no_grad():
+            grams = {l: reference.gram(f) for l, f in vgg(style).items() if l in c["style"]}
+
+        def ref():
+            reference.training_step(ref_gen, vgg, ref_opt, x, grams, c["content"], c["style"], 1.0,
+                                    c["sw"])
+
+        row = {"case": name, "batch": c["batch"], "size": c["size"],
+               "precision": precision.name(amp)}
+        for variant, fn in (("reference", ref), ("ours", ours)):
+            fn()  # warm-up: allocator, oneDNN primitives
+            first, median, times = _timed(fn, reps, device)
+            row[variant] = {"median_s": median, "times_s": times,
+                            "images_per_s": c["batch"] / median}
+            print(f"  training {name} {variant}: {median:.3f} s/step", flush=True)
+        row["speedup"] = row["reference"]["median_s"] / row["ours"]["median_s"]
+        rows.append(row)
+    return rows
+
+
+def bench_gatys(sizes, steps: int, device) -> list[dict]:
+    sys.path.insert(0, str(ROOT))
+    from bench import reference
+    from repro import data, gatys, images
+    from repro.losses import PerceptualLoss
+
+    rows = []
+    for size in sizes:
+        content = images.load_image(data.content_path("tubingen"), size=size)
+        style = images.load_image(data.style_path("starry_night"), size=size)
+        loss = PerceptualLoss(["relu3_1"], ["relu1_1", "relu2_1", "relu3_1"], style_weight=1e3).to(device)
+        result = gatys.stylize(content, style, steps=steps, loss=loss, device=device)
+        vgg = reference.PlainVGG.from_repro(loss.loss_network).to(device)
+        t = time.perf_counter()
+        ref_img = reference.gatys(vgg, content[None].to(device), style[None].to(device), steps,
+                                  ["relu3_1"], ["relu1_1", "relu2_1", "relu3_1"], 1.0, 1e3)
+        _sync(device)
+        ref_s = time.perf_counter() - t
+        rows.append({"size": size, "steps": steps, "shape": list(content.shape),
+                     "reference": {"seconds": ref_s}, "ours": {"seconds": result.seconds},
+                     "speedup": ref_s / result.seconds,
+                     "psnr_db": psnr(result.image, ref_img[0].cpu())})
+        print(f"  gatys {size}px: reference {ref_s:.1f} s, ours {result.seconds:.1f} s", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def table(res: dict) -> str:
+    """The README's markdown table of one results file."""
+    m = res["machine"]
+    lines = [f"Machine: {m.get('gpu') or m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
+             f"measured matmul peak {res['peak_gflops']['fp32']:.0f} GFLOP/s fp32, "
+             f"{res['peak_gflops']['bf16']:.0f} GFLOP/s bf16. `make bench`, {res['date']}.",
+             "",
+             "| inference | px | reference fp32 | ours, one-shot | ours, Stylizer (compiled) | speed-up | "
+             "GFLOP/s (of peak) | PSNR vs fp32 | peak memory ref / ours |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["inference"]:
+        if "size" not in r:
+            continue
+        ref, one, ours = r["reference"], r["ours (one-shot)"], r["ours"]
+        peak = res["peak_gflops"]["bf16" if ours["dtype"] == "torch.bfloat16" else "fp32"]
+        rate = ours["gflop"] / ours["median_s"]
+        lines.append(
+            f"| {r['case']} | {ours['shape'][2]}x{ours['shape'][3]} | {ref['median_s'] * 1e3:.0f} ms | "
+            f"{one['median_s'] * 1e3:.0f} ms | {ours['median_s'] * 1e3:.0f} ms "
+            f"(first call {ours['first_s']:.1f} s) | {ours['speedup']:.1f}x | {rate:.0f} ({rate / peak:.0%}) | "
+            + (f"{ours['psnr_db']:.1f} dB" if r["trained"] else "untrained") +
+            f" | {ref['peak_extra_mib']:.0f} / {ours['peak_extra_mib']:.0f} MiB |")
+    held = [r for r in res["inference"] if "psnr_heldout_512" in r]
+    if held:
+        lines += ["", "PSNR of the compiled fast path against fp32 over the held-out photos at 512 px: "
+                  + "; ".join(f"{r['case']} min {r['psnr_heldout_512']['min_db']:.1f} dB, median "
+                              f"{r['psnr_heldout_512']['median_db']:.1f} dB "
+                              f"({r['psnr_heldout_512']['photos']} photos)" for r in held) + "."]
+    if res.get("training"):
+        lines += ["", "| training step | batch x px | precision | reference | ours | speed-up |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["training"]:
+            lines.append(f"| {r['case']} | {r['batch']} x {r['size']} | {r['precision']} | "
+                         f"{r['reference']['images_per_s']:.1f} img/s | {r['ours']['images_per_s']:.1f} img/s | "
+                         f"{r['speedup']:.2f}x |")
+    if res.get("gatys"):
+        lines += ["", "| Gatys et al., L-BFGS | px | reference | ours | speed-up |", "|---|---|---|---|---|"]
+        for r in res["gatys"]:
+            lines.append(f"| {r['steps']} steps | {r['shape'][1]}x{r['shape'][2]} | {r['reference']['seconds']:.1f} s | "
+                         f"{r['ours']['seconds']:.1f} s | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(res: dict, readme: Path) -> None:
+    from repro import runs
+
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} section for the benchmark table")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    runs.atomic_write_bytes(readme, (head + START + "\n" + table(res) + "\n" + END + tail).encode())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes and few repeats: checks that every case runs (tests use it)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda (default: cuda if available)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--only", nargs="+", choices=("inference", "training", "gatys"),
+                    default=("inference", "training", "gatys"))
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/<machine>.json)")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"),
+                    help="README whose benchmark table to refresh ('' for none; --quick never "
+                    "touches the repository's)")
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child_inference(json.loads(args.child))))
+        return 0
+
+    from repro import data, runs
+    from repro.experiments import train_generator
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    info = machine_info(device)
+    quick = args.quick
+    res = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick,
+           "git_commit": __import__("repro.metrics", fromlist=["git_commit"]).git_commit(),
+           "peak_gflops": {"fp32": matmul_peak(torch.float32, device, 512 if quick else 2048),
+                           "bf16": matmul_peak(torch.bfloat16, device, 512 if quick else 2048)}}
+    print(f"machine: {info}\nmatmul peak: {res['peak_gflops']}", flush=True)
+    if "inference" in args.only:
+        if quick:
+            cases = [{"name": "residual (untrained)", "run": None, "width": 0.25}]
+        else:
+            cases = [{"name": "residual, cpu (starry_night)", "width": 0.5,
+                      "run": str(train_generator("cpu", arch="residual", norm="instance", style="starry_night"))},
+                     {"name": "multiscale, cpu (starry_night)", "width": 1.0,
+                      "run": str(train_generator("cpu", arch="multiscale", norm="instance", style="starry_night"))},
+                     {"name": "residual, width 1 (untrained)", "run": None, "width": 1.0}]
+        res["inference"] = bench_inference(
+            cases, (48, 64) if quick else INFERENCE_SIZES, data.hires_path("karya"), 2 if quick else 7,
+            args.threads, device, [] if quick else data.content_paths("test"))
+    if "training" in args.only:
+        res["training"] = bench_training(["cpu residual"] if quick else list(TRAIN_CASES),
+                                         2 if quick else 6, device)
+    if "gatys" in args.only:
+        res["gatys"] = bench_gatys((48,) if quick else (256, 512), 3 if quick else 200, device)
+    out = args.out or RESULTS / f"{machine_slug(info, device)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(out, res)
+    print(f"\n{table(res)}\n\nwrote {out}")
+    readme = Path(args.readme).resolve() if args.readme else None
+    if readme is not None and not (quick and readme == (ROOT / "README.md").resolve()):
+        update_readme(res, readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
