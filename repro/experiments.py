@@ -108,13 +108,14 @@ import json, resource, sys, time, torch
 from repro import images
 from repro.inference import load_generator, stylize
 torch.set_num_threads(int(sys.argv[3]))
+exact = sys.argv[4] == "exact"
 model = load_generator(sys.argv[1])
 x = images.load_image(sys.argv[2])                    # already at the size to measure
-stylize(model, images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels)
+stylize(model, images.center_crop(x, min(64, *x.shape[-2:])), exact=exact)  # warm-up (allocator, kernels)
 high_water = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 before = high_water()
 t = time.perf_counter()
-y = stylize(model, x)
+y = stylize(model, x, exact=exact)
 seconds = time.perf_counter() - t
 after = high_water()
 print(json.dumps({"seconds": seconds, "peak_bytes": after, "extra_bytes": after - before,
@@ -122,8 +123,9 @@ print(json.dumps({"seconds": seconds, "peak_bytes": after, "extra_bytes": after 
 """
 
 
-def measure_stylize(run: Path, image_path, size: int, threads: int = 2) -> dict:
-    """Time and memory of one stylization at ``size`` (shorter side), in a fresh process.
+def measure_stylize(run: Path, image_path, size: int, threads: int = 2, exact: bool = False) -> dict:
+    """Time and memory of one stylization at ``size`` (shorter side), in a fresh process
+    (``exact``: plain fp32; else ``stylize``'s default fast path).
 
     The input is resized here and handed over as a PNG, so the child never decodes anything
     larger than what it stylizes; ``extra_bytes`` is how far the call raised the process's
@@ -138,7 +140,8 @@ def measure_stylize(run: Path, image_path, size: int, threads: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         resized = Path(tmp) / "input.png"
         images.save_image(images.load_image(image_path, size=size), resized)
-        out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads)],
+        out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads),
+                              "exact" if exact else "fast"],
                              capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"
