@@ -104,7 +104,7 @@ def stylize_paths(run: Path, image_paths, size: int) -> list[torch.Tensor]:
 
 
 _MEASURE = r"""
-import json, resource, sys, time, torch
+import json, os, sys, threading, time, torch
 from repro import images
 from repro.inference import load_generator, stylize
 torch.set_num_threads(int(sys.argv[3]))
@@ -112,13 +112,23 @@ exact = sys.argv[4] == "exact"
 model = load_generator(sys.argv[1])
 x = images.load_image(sys.argv[2])                    # already at the size to measure
 stylize(model, images.center_crop(x, min(64, *x.shape[-2:])), exact=exact)  # warm-up (allocator, kernels)
-high_water = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-before = high_water()
+page = os.sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+before = peak = rss()
+done = threading.Event()
+def sample():
+    global peak
+    while not done.wait(0.0005):
+        peak = max(peak, rss())
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 t = time.perf_counter()
 y = stylize(model, x, exact=exact)
 seconds = time.perf_counter() - t
-after = high_water()
-print(json.dumps({"seconds": seconds, "peak_bytes": after, "extra_bytes": after - before,
+done.set()
+sampler.join()
+peak = max(peak, rss())
+print(json.dumps({"seconds": seconds, "peak_bytes": peak, "extra_bytes": peak - before,
                   "shape": list(y.shape)}))
 """
 
@@ -128,22 +138,31 @@ def measure_stylize(run: Path, image_path, size: int, threads: int = 2, exact: b
     (``exact``: plain fp32; else ``stylize``'s default fast path).
 
     The input is resized here and handed over as a PNG, so the child never decodes anything
-    larger than what it stylizes; ``extra_bytes`` is how far the call raised the process's
-    resident high-water mark (its working set beyond the loaded model), ``peak_bytes`` the
-    process's peak.
+    larger than what it stylizes. ``seconds`` comes from one child; ``extra_bytes`` (how far the
+    call raised the resident size above its size just before, sampled every 0.5 ms) and
+    ``peak_bytes`` from a second child whose allocator returns every block of 128 KiB or more
+    to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so its resident size follows
+    the live tensors. With glibc's default the resident high-water mark kept memory freed
+    earlier (loading, warm-up), and the extra at 512 px came out anywhere from 1 to 113 MiB.
     """
     import json
+    import os
     import subprocess
     import sys
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    def child(tmp: str, env: dict) -> dict:
         resized = Path(tmp) / "input.png"
-        images.save_image(images.load_image(image_path, size=size), resized)
         out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads),
-                              "exact" if exact else "fast"],
-                             capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"
-                           f"{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+                              "exact" if exact else "fast"], capture_output=True, text=True,
+                             env={**os.environ, **env})
+        if out.returncode != 0:
+            raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"
+                               f"{out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images.save_image(images.load_image(image_path, size=size), Path(tmp) / "input.png")
+        timed = child(tmp, {})
+        memory = child(tmp, {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)})
+    return {**timed, "peak_bytes": memory["peak_bytes"], "extra_bytes": memory["extra_bytes"]}
