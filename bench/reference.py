@@ -61,13 +61,17 @@ class TransformerNet(nn.Module):
         self.out = ConvLayer(c1, 3, 9)
 
     def forward(self, x):
+        # any H, W: reflect-pad up to a multiple of 4 (two stride-2 convs), crop back at the end
+        h, w = x.shape[-2:]
+        ph, pw = -h % 4, -w % 4
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
         y = F.relu(self.in1(self.conv1(x)))
         y = F.relu(self.in2(self.conv2(y)))
         y = F.relu(self.in3(self.conv3(y)))
         y = self.res(y)
         y = F.relu(self.in4(self.up1(y)))
         y = F.relu(self.in5(self.up2(y)))
-        return torch.sigmoid(self.out(y))
+        return torch.sigmoid(self.out(y)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w])
 
     @classmethod
     def from_repro(cls, model) -> "TransformerNet":

@@ -195,6 +195,9 @@ class Stylizer:
     fp32 elsewhere); ``torch.compile`` (inductor), so the first call at a new image size
     compiles (seconds; inductor caches the kernels on disk, so later processes start faster)
     and every later call runs fused kernels; on CUDA also channels_last and cudnn autotuning.
+    It pays off for many images of one size (video frames, tiles, crops): every new size
+    recompiles, and for the multi-scale generator torch's dynamic-shape recompilation over a
+    dozen photo sizes took minutes (measured); use ``compile=False`` for mixed sizes.
     Measured on the 2-core CPU: about 3.5x the plain fp32 network at 512 and 1080 px, within
     40 dB PSNR of it (``make bench``; bench/README.md). ``compile=False``: the eager fast path.
     ``exact=True``: plain eager fp32, the function the figures' metrics are computed with.
