@@ -198,8 +198,8 @@ class Stylizer:
     It pays off for many images of one size (video frames, tiles, crops): every new size
     recompiles, and for the multi-scale generator torch's dynamic-shape recompilation over a
     dozen photo sizes took minutes (measured); use ``compile=False`` for mixed sizes.
-    Measured on the 2-core CPU: about 3.5x the plain fp32 network at 512 and 1080 px, within
-    40 dB PSNR of it (``make bench``; bench/README.md). ``compile=False``: the eager fast path.
+    Measured on the 2-core CPU: 2.6-3.6x the plain fp32 network at 512 and 1080 px, at 44-52 dB
+    PSNR against it on real photos (``make bench``; bench/README.md). ``compile=False``: the eager fast path.
     ``exact=True``: plain eager fp32, the function the figures' metrics are computed with.
 
         fast = Stylizer("runs/cpu-residual-...")
