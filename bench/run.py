@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -116,8 +117,11 @@ def _timed(fn, reps: int, device: torch.device) -> tuple[float, float, list[floa
 
 
 class _PeakRSS:
-    """Peak resident size of this process while the block runs (sampled every millisecond, and
-    the kernel's own high-water mark where it can be reset)."""
+    """Peak resident size of this process while the block runs, sampled every millisecond.
+
+    With glibc's default allocator, memory freed earlier in the process (loading, the warm-up
+    call) is kept and reused, so this undercounts small calls; ``repro.experiments.
+    measure_stylize`` (IN Fig. 6) measures memory in a process that returns freed blocks."""
 
     def __enter__(self):
         self.peak = self.start = _rss()
@@ -214,7 +218,7 @@ def _run_child(spec: dict) -> dict:
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a.float() - b.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * __import__("math").log10(1 / mse)
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, device,
@@ -427,6 +431,7 @@ def main(argv=None) -> int:
 
     from repro import data, runs
     from repro.experiments import train_generator
+    from repro.metrics import git_commit
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -434,7 +439,7 @@ def main(argv=None) -> int:
     info = machine_info(device)
     quick = args.quick
     res = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick,
-           "git_commit": __import__("repro.metrics", fromlist=["git_commit"]).git_commit(),
+           "git_commit": git_commit(),
            "peak_gflops": {"fp32": matmul_peak(torch.float32, device, 512 if quick else 2048),
                            "bf16": matmul_peak(torch.bfloat16, device, 512 if quick else 2048)}}
     print(f"machine: {info}\nmatmul peak: {res['peak_gflops']}", flush=True)
