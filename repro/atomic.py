@@ -1,27 +1,44 @@
 """Atomic file writes: a temporary file in the target's folder, fsync, then rename, so a crash
-never leaves a half-written checkpoint, figure, metrics file or data file behind."""
+never leaves a half-written checkpoint, figure, metrics file or data file behind.
+
+The temporary file is created with mode 0o666 and ``O_EXCL``, so the kernel applies the user's
+umask exactly as for a file opened normally (``tempfile.mkstemp`` would make it 0o600).
+"""
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """``with atomic_open(path) as f: f.write(...)``: ``path`` appears whole or not at all.
+
+    The parent directory is created; on any error inside the block the temporary file is
+    removed and an existing ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

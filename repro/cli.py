@@ -6,6 +6,7 @@ message and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -23,7 +24,7 @@ def _cmd_train(args) -> int:
     from repro.train import train
 
     cfg = load_config(args.config, args.set)
-    run = train(cfg, progress=False if args.no_progress else None)
+    run = train(cfg, progress=False if args.no_progress else None, wait=not args.no_wait)
     # the last line of output: scripts read the run directory from it (under torchrun only
     # rank 0 prints, so two ranks never interleave their lines)
     if os.environ.get("RANK", "0") == "0":
@@ -32,18 +33,25 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_stylize(args) -> int:
-    from repro.images import load_image, save_image
+    from repro.images import check_output_path, load_image, save_image
     from repro.inference import load_generator, stylize
     from repro.models import AdaINNet
+    from repro.precision import resolve_device
 
-    model = load_generator(args.checkpoint, device=args.device)
-    image = load_image(args.input)
+    # everything that can be checked is checked before the model is loaded or a pixel computed
+    check_output_path(args.output, [args.input, args.checkpoint, *(args.style or [])], "OUTPUT")
+    device = resolve_device(args.device)
     weights = None
     if args.style_weights is not None:
         try:
             weights = [float(w) for w in args.style_weights.split(",")]
         except ValueError:
-            raise ValueError(f"--style-weights must be comma-separated numbers, got {args.style_weights!r}")
+            weights = None
+        if weights is None or not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ValueError(f"--style-weights must be comma-separated non-negative numbers, got "
+                             f"{args.style_weights!r}")
+    model = load_generator(args.checkpoint, device=device)
+    image = load_image(args.input)
     if isinstance(model, AdaINNet):
         if not args.style:
             raise ValueError(f"{args.checkpoint} is an AdaIN model: give --style IMAGE [IMAGE ...]")
@@ -51,7 +59,7 @@ def _cmd_stylize(args) -> int:
             raise ValueError("--style-index is for conditional-IN generators; an AdaIN model takes --style")
         out = stylize(model, image, size=args.size, style=args.style, style_weights=weights,
                       alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size,
-                      exact=args.exact)
+                      exact=args.exact, tile=args.tile)
     else:
         if args.style or args.alpha != 1.0 or args.preserve_color:
             raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
@@ -59,7 +67,7 @@ def _cmd_stylize(args) -> int:
         if args.style_index is not None and weights is not None:
             raise ValueError("give --style-index or --style-weights, not both")
         style = args.style_index if args.style_index is not None else weights
-        out = stylize(model, image, size=args.size, style=style, exact=args.exact)
+        out = stylize(model, image, size=args.size, style=style, exact=args.exact, tile=args.tile)
     save_image(out, args.output)
     print(args.output)
     return 0
@@ -67,13 +75,14 @@ def _cmd_stylize(args) -> int:
 
 def _cmd_gatys(args) -> int:
     from repro.gatys import stylize
-    from repro.images import load_image, save_image
+    from repro.images import check_output_path, save_image
+    from repro.precision import resolve_device
 
-    content, style = load_image(args.content), load_image(args.style)
-    result = stylize(content, style, steps=args.steps, optimizer=args.optimizer, init=args.init,
-                     size=args.size, style_weight=args.style_weight,
+    check_output_path(args.output, [args.content, args.style], "OUTPUT")
+    result = stylize(args.content, args.style, steps=args.steps, optimizer=args.optimizer,
+                     init=args.init, size=args.size, style_weight=args.style_weight,
                      content_weight=args.content_weight, tv_weight=args.tv_weight,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, device=resolve_device(args.device))
     save_image(result.image, args.output)
     f = result.final
     print(f"{args.output}: {result.steps} steps in {result.seconds:.1f} s, "
@@ -127,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set model.norm=batch --set optim.steps=200 "
                    "(repeatable; values are parsed as YAML)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-wait", action="store_true",
+                   help="if another process is training the same run, stop at once (default: wait for it)")
     t.set_defaults(func=_cmd_train)
 
     st = sub.add_parser("stylize", help="apply a trained generator to an image",
@@ -148,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preserve-color", action="store_true",
                     help="AdaIN models: keep the content image's colours")
     st.add_argument("--style-size", type=int, help="AdaIN models: resize the style's shorter side first")
+    st.add_argument("--tile", type=int, metavar="N",
+                    help="stylize in overlapping tiles of N px with instance norm's statistics "
+                    "taken over the whole image: the same result at bounded memory (huge images)")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     st.add_argument("--exact", action="store_true",
                     help="plain fp32 (default: bf16 autocast where the hardware has native bf16)")
@@ -167,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--content-weight", type=float, default=1.0)
     g.add_argument("--tv-weight", type=float, default=0.0)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     g.set_defaults(func=_cmd_gatys)
 
     f = sub.add_parser("figures", help="regenerate the figures by running the notebooks (papermill)",
@@ -191,7 +206,10 @@ def _user_errors():
 
     # ConfigError, CheckpointError, ImageLoadError are ValueErrors; TrainingDiverged is a
     # FloatingPointError with the run directory in its message.
-    errors = [DataError, FileNotFoundError, ValueError, PermissionError, FloatingPointError]
+    from repro.runs import RunLocked
+
+    errors = [DataError, FileNotFoundError, ValueError, PermissionError, FloatingPointError,
+              RunLocked, IsADirectoryError, NotADirectoryError, FileExistsError]
     return tuple(errors)
 
 
@@ -200,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except _user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
+        # one line, whatever the message: a user error is never a wall of text
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ config (``to_dict(cfg)``) is what a run directory stores and what its hash is co
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,16 @@ def _check(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads exponents without a dot ("1e-3") as text: a number field takes them
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -157,7 +166,10 @@ def parse_override(item: str) -> dict:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value (e.g. model.norm=batch)")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)})") from None
     out: dict = {}
     node = out
     parts = key.strip().split(".")
@@ -165,6 +177,22 @@ def parse_override(item: str) -> dict:
         node = node.setdefault(p, {})
     node[parts[-1]] = value
     return out
+
+
+def _yaml_problem(e: Exception) -> str:
+    """PyYAML's multi-line error as one line: what and where."""
+    mark = getattr(e, "problem_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -182,7 +210,7 @@ def profile_path(profile: str | Path) -> Path:
 
 def profile_section(profile: str | Path, name: str) -> dict:
     """A top-level section of a profile file other than ``train_defaults`` (``{}`` if absent)."""
-    doc = yaml.safe_load(profile_path(profile).read_text()) or {}
+    doc = _read_yaml(profile_path(profile))
     section = doc.get(name, {}) if isinstance(doc, dict) else {}
     if not isinstance(section, dict):
         raise ConfigError(f"{profile_path(profile)}: section {name!r} must be a mapping")
@@ -194,10 +222,7 @@ def load_config(profile: str | Path | None = None, overrides: list[str] | dict |
     cfg = Config()
     if profile is not None:
         path = profile_path(profile)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        doc = _read_yaml(path)
         section = doc.get("train_defaults", doc) if isinstance(doc, dict) else None
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: expected a mapping")

@@ -232,6 +232,11 @@ def fetch(mirror: str | Path | None = None, dest: str | Path | None = None, *,
     """
     log = print if verbose else (lambda *_: None)
     dest_root = Path(dest) if dest else paths.data_dir()
+    parent = dest_root
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"data destination {dest_root}: {parent} is a file, not a directory")
     entries = read_manifest(Path(manifests) if manifests else None)
     mirror = Path(mirror) if mirror else (None if download else paths.default_mirror())
     if mirror is not None and not download:

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import torch
 
 from repro.losses import PerceptualLoss
+from repro.precision import resolve_device
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -64,21 +65,34 @@ class GatysResult:
 
 
 def _load(name: str, img, size) -> torch.Tensor:
+    """(3, H, W) in [0, 1] from a path, tensor, numpy array or PIL image (``images.as_image``),
+    its shorter side resized to ``size``; extreme aspect ratios are refused before resizing."""
     from repro import images
 
     if isinstance(img, (str, PathLike)):
-        return images.load_image(img, size)
-    if not isinstance(img, torch.Tensor):
-        raise ValueError(f"{name} must be a (3, H, W) tensor or an image path, "
-                         f"got {type(img).__name__}")
+        label, img = str(img), images.load_image(img)
+    else:
+        label, img = name, images.as_image(img, name)
     if img.dim() == 4 and img.shape[0] == 1:
         img = img[0]
-    if img.dim() != 3 or img.shape[0] != 3:
-        raise ValueError(f"{name} must be a (3, H, W) RGB tensor, got {tuple(img.shape)}")
-    img = img.detach().float()
+    if img.dim() != 3:
+        raise ValueError(f"{name} must be one (3, H, W) image, got {tuple(img.shape)}")
     if size is not None:
+        images.check_resize_shorter(img.shape, size, label)
         img = images.resize_shorter(img, size)
     return img
+
+
+def _check_min_side(label: str, img: torch.Tensor, layers) -> None:
+    """VGG halves the image at each pool before the deepest layer used: it needs that many px."""
+    from repro.vgg import layer_names
+
+    names = layer_names("vgg19")
+    deepest = max((names.index(l) for l in layers if l in names), default=0)
+    need = 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
+    if min(img.shape[-2:]) < need:
+        raise ValueError(f"{label} is {img.shape[-1]}x{img.shape[-2]} pixels; the loss network "
+                         f"(to {names[deepest]}) needs at least {need} px on each side")
 
 
 def _device_of(module: torch.nn.Module) -> torch.device | None:
@@ -141,12 +155,21 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
     if device is None:
         device = (_device_of(loss) if loss is not None else None) or \
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    device = resolve_device(device)
+    from repro import budget
+    budget.check(budget.gatys_bytes(content_img[0].numel(), style_img[0].numel(),
+                                    history_size if optimizer == "lbfgs" else 0),
+                 f"Gatys et al. on {content if isinstance(content, (str, PathLike)) else 'content'} "
+                 f"({content_img.shape[-1]}x{content_img.shape[-2]} px)",
+                 "use a smaller --size (Gatys et al. optimize the whole image at once)", device)
     if loss is None:
         loss = PerceptualLoss(content_layers, style_layers, content_weight=content_weight,
                               style_weight=style_weight, tv_weight=tv_weight,
                               network_weights=network_weights)
     loss = loss.to(device)
+    for label, img, src in (("content", content_img, content), ("style", style_img, style)):
+        _check_min_side(str(src) if isinstance(src, (str, PathLike)) else label, img,
+                        list(loss.content_layers) + list(loss.style_layers))
 
     content_b = content_img.unsqueeze(0).to(device)
     loss.set_style(style_img.unsqueeze(0).to(device))

@@ -43,7 +43,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Sequence, Union
@@ -53,8 +52,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from repro.atomic import atomic_open
+
 __all__ = [
     "ImageLoadError",
+    "as_image",
+    "check_output_path",
+    "check_resize_shorter",
     "LUMA_WEIGHTS",
     "load_image",
     "save_image",
@@ -257,6 +261,133 @@ def _orient_tensor(t: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
+# images handed to the API
+
+_RANGE_TOLERANCE = 1e-3  # floats this far outside [0, 1] are rounding (resampling), clamped
+
+
+def as_image(image, name: str = "image") -> torch.Tensor:
+    """An image given to the API as a float32 tensor ``(3, H, W)`` or ``(N, 3, H, W)`` in [0, 1].
+
+    Accepted, and converted where the meaning is unambiguous:
+
+    - a float tensor in [0, 1] (values within 1e-3 outside are clamped);
+    - a ``uint8`` tensor or numpy array: divided by 255;
+    - a numpy array shaped ``(H, W)``, ``(H, W, 1|3|4)`` (channels last, as PIL, imageio and
+      matplotlib give them; alpha composited on white) or ``(3, H, W)``; ``uint16``: / 65535;
+    - a PIL image (any mode, as :func:`load_image` converts it).
+
+    Refused with a ``ValueError`` naming ``name`` and saying what was expected: NaN or infinite
+    values, floats outside [0, 1] (a [0, 255] or [-1, 1] image), other dtypes, other shapes,
+    empty sides.
+    """
+    if isinstance(image, Image.Image):
+        image.load()
+        return _pil_to_tensor(ImageOps.exif_transpose(image), torch.ones(3), name).contiguous()
+    if isinstance(image, np.ndarray):
+        image = _numpy_to_tensor(image, name)
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f"{name}: expected an image path, a torch tensor, a numpy array or a PIL "
+                         f"image, got {type(image).__name__}")
+    t = image.detach()
+    if t.ndim not in (3, 4) or t.shape[-3] != 3:
+        raise ValueError(f"{name}: expected an RGB tensor shaped (3, H, W) or (N, 3, H, W), got "
+                         f"shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name}: empty image, shape {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32) / 255.0
+    if not t.is_floating_point():
+        raise ValueError(f"{name}: expected float values in [0, 1] or uint8 in [0, 255], got "
+                         f"dtype {t.dtype}")
+    return _checked_unit_range(t.to(torch.float32), name)
+
+
+def _checked_unit_range(t: torch.Tensor, name: str) -> torch.Tensor:
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name}: {bad} of {t.numel()} values are NaN or infinite; expected "
+                         "finite values in [0, 1]")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+        hint = (" (a [0, 255] image: divide by 255)" if hi > 1 + _RANGE_TOLERANCE and lo >= 0
+                else " (a [-1, 1] image: use (x + 1) / 2)" if lo < 0 else "")
+        raise ValueError(f"{name}: values span [{lo:.4g}, {hi:.4g}]; expected floats in [0, 1]{hint}")
+    return t.clamp(0.0, 1.0) if lo < 0 or hi > 1 else t
+
+
+def _numpy_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
+    scales = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if a.dtype not in scales and a.dtype.kind != "f":
+        raise ValueError(f"{name}: expected a uint8, uint16 or float array, got dtype {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
+    elif a.ndim == 3 and a.shape[0] == 3:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    else:
+        raise ValueError(f"{name}: expected an array shaped (H, W), (H, W, 1|3|4) or (3, H, W), "
+                         f"got {a.shape}")
+    if t.numel() == 0:
+        raise ValueError(f"{name}: empty image, shape {a.shape}")
+    t = _checked_unit_range(t / scales.get(a.dtype, 1.0), name)
+    return _composite(t, torch.ones(3)).contiguous()  # gray -> RGB, alpha onto white
+
+
+MAX_ASPECT = 20
+"""Images resized by their shorter side (``--size``) may be at most this many times longer than
+wide: a 3 x 5000 sliver at ``--size 256`` would become 256 x 426,667 pixels."""
+
+
+def check_resize_shorter(shape: Sequence[int], size: int, name: str = "image") -> tuple[int, int]:
+    """The (H, W) that :func:`resize_shorter` will give an image of ``shape``, refusing extreme
+    aspect ratios (over :data:`MAX_ASPECT`:1) before any pixel is computed."""
+    h, w = int(shape[-2]), int(shape[-1])
+    if min(h, w) == 0:
+        raise ValueError(f"{name}: empty image ({h}x{w})")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(f"{name} is {w}x{h} pixels (aspect ratio {max(h, w) / min(h, w):.0f}:1): "
+                         f"resizing its shorter side to {size} would make it "
+                         f"{round(max(h, w) * size / min(h, w)):,} pixels long; crop it first "
+                         f"(at most {MAX_ASPECT}:1 is resized)")
+    if h <= w:
+        return size, max(1, round(w * size / h))
+    return max(1, round(h * size / w)), size
+
+
+def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path:
+    """Refuse, before any work, an output path that could not be written or would destroy an
+    input: an unknown image format, an existing directory, a parent that is a file, or the same
+    file as one of ``inputs`` (symlinks and hard links included). Returns the path."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"{what} {path}: unknown image format {path.suffix or '(no extension)'!r}; "
+                         "use .png, .jpg, .webp or .tif")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file name such as {path / 'out.png'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is a file, not a directory")
+    if path.exists():
+        for p in inputs:
+            if p is None or not isinstance(p, (str, os.PathLike)):
+                continue
+            try:
+                same = os.path.samefile(path, p)
+            except OSError:
+                continue
+            if same:
+                raise ValueError(f"{what} {path} is the input {p}: writing it would destroy the "
+                                 "input; choose another output path")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # saving
 
 def _as_single_image(tensor: torch.Tensor) -> torch.Tensor:
@@ -310,22 +441,8 @@ def save_image(tensor: torch.Tensor, path: PathLike) -> Path:
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"cannot tell an image format to write from the extension of {path}")
     img = to_pil(tensor)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # 0o666 with O_EXCL: the kernel applies the user's umask, as for a normally created file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        img.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
     return path
 
 

@@ -11,11 +11,13 @@ statistics. The networks are fully convolutional: any H and W, memory grows with
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import torch
 
-from repro import precision, runs
+from repro import budget, precision, runs
+from repro.precision import resolve_device
 
 
 class CheckpointError(ValueError):
@@ -63,10 +65,19 @@ def load_checkpoint(path) -> dict:
         raise FileNotFoundError(2, "checkpoint not found", str(path))
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, unpickling refusal, not a torch file at all
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run arbitrary code
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain data, so it is "
+                              "not a repro checkpoint; it was not unpickled") from None
+    except Exception as e:  # truncated zip, not a torch file at all
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                              f"{type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not a repro checkpoint (needs 'model' and 'config' entries)")
+    for key, t in ckpt["model"].items() if isinstance(ckpt["model"], dict) else ():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged "
+                                  "or damaged checkpoint)")
     return ckpt
 
 
@@ -77,12 +88,23 @@ def load_generator(checkpoint, device="cpu") -> torch.nn.Module:
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     name = checkpoint if not isinstance(checkpoint, dict) else "checkpoint"
     kw = ckpt.get("generator") or model_kwargs(ckpt["config"]["model"])
-    model = build_generator(**kw)
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{name}: weights do not match the generator it describes: {e}") from e
-    return model.to(device).eval()
+        model = build_generator(**kw)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{name}: describes no generator this version can build ({e})") from None
+    expected = model.state_dict()
+    got = ckpt["model"]
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [k for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        first = (f"{wrong[0]}: {tuple(got[wrong[0]].shape)} stored, {tuple(expected[wrong[0]].shape)} "
+                 "expected" if wrong else (missing or unexpected)[0])
+        raise CheckpointError(f"{name}: weights do not match the generator its config describes "
+                              f"({len(wrong)} of another shape, {len(missing)} missing, "
+                              f"{len(unexpected)} unexpected; e.g. {first})")
+    model.load_state_dict(got)
+    return model.to(resolve_device(device)).eval()
 
 
 def _as_style(style, device) -> torch.Tensor | None:
@@ -92,12 +114,21 @@ def _as_style(style, device) -> torch.Tensor | None:
         return torch.tensor([style], device=device)
     t = torch.as_tensor(style, device=device)
     if t.dtype.is_floating_point:
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"style mixing weights must be finite numbers, got {t.tolist()}")
         return t.float().reshape(1, -1)
     return t.reshape(-1)
 
 
-def _adain_styles(style, style_size, content, preserve_color) -> list[torch.Tensor]:
-    from repro.images import load_image, match_color, resize_shorter
+def _check_adain_size(img: torch.Tensor, name: str, down: int) -> None:
+    # the encoder pools down by ``down`` and reflect-pads every 3x3 conv: smaller maps cannot be
+    if min(img.shape[-2:]) < 2 * down:
+        raise ValueError(f"{name} is {img.shape[-1]}x{img.shape[-2]} pixels; the AdaIN encoder needs "
+                         f"at least {2 * down} px on each side")
+
+
+def _adain_styles(style, style_size, content, preserve_color, down: int = 1) -> list[torch.Tensor]:
+    from repro.images import as_image, check_resize_shorter, load_image, match_color, resize_shorter
 
     if style is None:
         raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
@@ -105,12 +136,15 @@ def _adain_styles(style, style_size, content, preserve_color) -> list[torch.Tens
     out = []
     for s in styles:
         if isinstance(s, (str, Path)):
-            s = load_image(s, size=style_size)
-        elif not isinstance(s, torch.Tensor) or s.dim() != 3 or not s.is_floating_point():
-            raise ValueError("each AdaIN style must be an image path or an RGB (3, H, W) float tensor, "
-                             f"got {type(s).__name__} {tuple(getattr(s, 'shape', ()))}")
-        elif style_size is not None:
+            name, s = str(s), load_image(s)
+        else:
+            name, s = "style", as_image(s, "style")
+            if s.dim() != 3:
+                raise ValueError(f"style: each AdaIN style is one (3, H, W) image, got {tuple(s.shape)}")
+        if style_size is not None:
+            check_resize_shorter(s.shape, style_size, name)
             s = resize_shorter(s, style_size)
+        _check_adain_size(s, name, down)
         if preserve_color:
             # AdaIN §7.3: the style takes the content's colours first, so only its texture transfers
             s = match_color(s, content)
@@ -118,36 +152,82 @@ def _adain_styles(style, style_size, content, preserve_color) -> list[torch.Tens
     return out
 
 
-def _input_batch(image, size, device, memory_format=torch.contiguous_format):
-    """(N, 3, H, W) float32 on ``device`` from a path or tensor, resized first if ``size``;
-    and whether the caller gave a single (3, H, W) image."""
-    from repro.images import load_image, resize_shorter
+def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, model=None,
+                 tile=None, overlap=None):
+    """(N, 3, H, W) float32 on ``device`` from a path, tensor, numpy array or PIL image (checked
+    by ``images.as_image``), resized first if ``size``; and whether the caller gave a single
+    (3, H, W) image. With ``model``, the call's memory is estimated from the pixels, and checked
+    against the budget, before anything is resized or run."""
+    from repro.images import as_image, check_resize_shorter, load_image, resize_shorter
 
-    x = load_image(image) if isinstance(image, (str, Path)) else image
+    if isinstance(image, (str, Path)):
+        name, x = str(image), load_image(image)
+    else:
+        name, x = "image", as_image(image)
+    h, w = x.shape[-2:]
     if size is not None:
-        if not (isinstance(size, int) and size > 0):
+        if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
             raise ValueError(f"size must be a positive integer, got {size!r}")
+        h, w = check_resize_shorter(x.shape, size, name)
+    if model is not None:
+        _check_memory(model, name, h, w, 1 if x.dim() == 3 else x.shape[0], device, tile, overlap)
+    if size is not None:
         x = resize_shorter(x, size)
     single = x.dim() == 3
     x = (x[None] if single else x).to(device, torch.float32, memory_format=memory_format)
+    if isinstance(model, _adain_net()):
+        _check_adain_size(x, name, model.down)
     return x, single
 
 
-def _apply(fn, x: torch.Tensor, arbitrary: bool, style, alpha, style_weights, style_size,
-           preserve_color) -> torch.Tensor:
-    """One generator call on an (N, 3, H, W) batch already on the model's device."""
+def _adain_net():
+    from repro.models import AdaINNet
+    return AdaINNet
+
+
+def _check_memory(model, name: str, h: int, w: int, n: int, device, tile, overlap) -> None:
+    """Refuse, before any work, a call whose estimated memory exceeds ``repro.budget``'s."""
+    from repro.tiling import tile_pixels
+
+    config = getattr(model, "config", {})
+    if not config:
+        return  # a module of the user's own: nothing measured to estimate from
+    io_bytes = 2 * 3 * 4 * h * w * n  # the float input and output of the whole image
+    if tile:
+        est = budget.generator_bytes(config, min(tile_pixels(model, tile, overlap), h * w)) + io_bytes
+        way_out = "use a smaller --tile (Stylizer(..., tile=N))"
+    else:
+        est = budget.generator_bytes(config, h * w) * n + io_bytes
+        way_out = ("stylize it in tiles with --tile 1024 (stylize(..., tile=1024)), which gives the "
+                   "same image at bounded memory, or smaller with --size N")
+    budget.check(est, f"stylizing {name} ({w}x{h} px{f', {n} images' if n > 1 else ''})", way_out,
+                 device)
+
+
+def _apply(fn, model, x: torch.Tensor, arbitrary: bool, style, alpha, style_weights, style_size,
+           preserve_color, tile=None, overlap=None) -> torch.Tensor:
+    """One generator call on an (N, 3, H, W) batch already on the model's device (``tile``:
+    tile by tile, ``repro.tiling``, with ``model`` itself rather than ``fn``)."""
+    from repro import tiling
+
     if arbitrary:
-        styles = [s.to(x.device) for s in _adain_styles(style, style_size, x[0], preserve_color)]
+        styles = [s.to(x.device) for s in _adain_styles(style, style_size, x[0], preserve_color, model.down)]
+        if tile:
+            return tiling.adain_tiled(model, x, styles, alpha=alpha, style_weights=style_weights,
+                                      tile=tile, overlap=overlap)
         return fn(x, styles, alpha=alpha, style_weights=style_weights)
     s = _as_style(style, x.device)
-    return fn(x) if s is None else fn(x, s.expand(x.shape[0], *s.shape[1:]))
+    s = None if s is None else s.expand(x.shape[0], *s.shape[1:])
+    if tile:
+        return tiling.generator_tiled(model, x, s, tile=tile, overlap=overlap)
+    return fn(x) if s is None else fn(x, s)
 
 
 @torch.inference_mode()
 def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
             device: str | torch.device | None = None, alpha: float = 1.0, style_weights=None,
             preserve_color: bool = False, style_size: int | None = None,
-            exact: bool = False) -> torch.Tensor:
+            exact: bool = False, tile: int | None = None, overlap: int | None = None) -> torch.Tensor:
     """Apply a trained generator to an image; return (3, H, W) (or (N, 3, H, W)) in [0, 1].
 
     ``checkpoint_or_model``: a checkpoint path, a run directory, or a generator module.
@@ -163,6 +243,13 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
     The fast path is the default: bf16 autocast where the hardware does bf16 natively
     (``repro.precision``; fp32 elsewhere), within 40 dB PSNR of fp32 on real photos (bench/).
     ``exact=True`` computes in plain fp32. For many images, :class:`Stylizer` also compiles.
+
+    ``image`` may also be a numpy array or PIL image; uint8 values are divided by 255, and NaN,
+    infinite or out-of-range values are refused (``images.as_image``). Before the network runs,
+    the call's memory is estimated from the pixels (``repro.budget``); beyond the budget it is a
+    ``MemoryBudgetError``. ``tile=N`` stylizes in overlapping tiles of N px (``overlap`` px of
+    context) with instance norm's statistics taken over the whole image (``repro.tiling``): the
+    same image at bounded memory.
     """
     from repro.models import AdaINNet
 
@@ -171,16 +258,20 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
         was_training = model.training
     else:
         model, was_training = load_generator(checkpoint_or_model), False
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(dev).eval()
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
     arbitrary = isinstance(model, AdaINNet)
     if not arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
         raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
                          "(conditional-IN generators take mixing weights as style=)")
+    if tile is not None:
+        from repro.tiling import check_tile
+        check_tile(tile, overlap)
+    x, single = _input_batch(image, size, dev, model=model, tile=tile, overlap=overlap)
+    model.to(dev).eval()
     try:
-        x, single = _input_batch(image, size, dev)
         with precision.autocast(dev, None if exact else precision.fast_dtype(dev)):
-            y = _apply(model, x, arbitrary, style, alpha, style_weights, style_size, preserve_color)
+            y = _apply(model, model, x, arbitrary, style, alpha, style_weights, style_size,
+                       preserve_color, tile, overlap)
         y = y.float().clamp(0, 1)
     finally:
         model.train(was_training)
@@ -201,6 +292,7 @@ class Stylizer:
     Measured on the 2-core CPU: 2.6-3.6x the plain fp32 network at 512 and 1080 px, at 44-52 dB
     PSNR against it on real photos (``make bench``; bench/README.md). ``compile=False``: the eager fast path.
     ``exact=True``: plain eager fp32, the function the figures' metrics are computed with.
+    ``tile=N``: images of any size in overlapping tiles (:func:`stylize`; eager, not compiled).
 
         fast = Stylizer("runs/cpu-residual-...")
         for frame in frames:
@@ -212,7 +304,8 @@ class Stylizer:
     """
 
     def __init__(self, checkpoint_or_model, *, device: str | torch.device | None = None,
-                 exact: bool = False, compile: bool = True):
+                 exact: bool = False, compile: bool = True, tile: int | None = None,
+                 overlap: int | None = None):
         import copy
 
         from repro.models import AdaINNet
@@ -221,8 +314,11 @@ class Stylizer:
             model = checkpoint_or_model
         else:
             model = load_generator(checkpoint_or_model)
-        dev = torch.device(device) if device is not None else next(model.parameters()).device
-        self.device, self.exact = dev, exact
+        if tile is not None:
+            from repro.tiling import check_tile
+            check_tile(tile, overlap)
+        dev = resolve_device(device) if device is not None else next(model.parameters()).device
+        self.device, self.exact, self.tile, self.overlap = dev, exact, tile, overlap
         self.dtype = None if exact else precision.fast_dtype(dev)
         self.arbitrary = isinstance(model, AdaINNet)
         self.memory_format = torch.contiguous_format
@@ -233,7 +329,8 @@ class Stylizer:
             self.memory_format = torch.channels_last
             model = copy.deepcopy(model).to(memory_format=self.memory_format)
         self.model = model.to(dev).eval()
-        self.compiled = bool(compile and not exact)
+        # tiles come in several sizes (the image's edges), each a recompilation: tiled is eager
+        self.compiled = bool(compile and not exact and tile is None)
         self._fn = torch.compile(self.model) if self.compiled else self.model
 
     @torch.inference_mode()
@@ -242,10 +339,11 @@ class Stylizer:
                  style_size: int | None = None) -> torch.Tensor:
         if not self.arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
             raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only")
-        x, single = _input_batch(image, size, self.device, self.memory_format)
+        x, single = _input_batch(image, size, self.device, self.memory_format, model=self.model,
+                                 tile=self.tile, overlap=self.overlap)
         self.model.eval()
         with precision.autocast(self.device, self.dtype):
-            y = _apply(self._fn, x, self.arbitrary, style, alpha, style_weights, style_size,
-                       preserve_color)
+            y = _apply(self._fn, self.model, x, self.arbitrary, style, alpha, style_weights,
+                       style_size, preserve_color, self.tile, self.overlap)
         y = y.float().clamp(0, 1).contiguous()
         return y[0] if single else y

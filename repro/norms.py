@@ -174,20 +174,23 @@ class ConditionalInstanceNorm(nn.Module):
         return f"{self.channels}, n_styles={self.n_styles}, eps={self.eps}"
 
 
-def adain(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def adain(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5,
+          content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Adaptive instance normalization, eq. 8 of Huang & Belongie 2017.
 
     ``AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y)`` with per-sample, per-channel
     statistics over H, W from :func:`mean_std` (biased variance, ``sqrt(var + eps)``: finite on
     constant maps). ``style_feat`` may have other H, W than ``content_feat``, and a batch of 1 is
-    broadcast over the content batch.
+    broadcast over the content batch. ``content_stats``: (mu(x), sigma(x)) to use instead of
+    ``content_feat``'s own, each (N or 1, C, 1, 1): the whole image's when ``content_feat`` is
+    one tile of it (``repro.tiling``).
     """
     if content_feat.shape[1] != style_feat.shape[1]:
         raise ValueError(
             f"content and style features need the same channels, got {content_feat.shape[1]} "
             f"and {style_feat.shape[1]}"
         )
-    c_mean, c_std = mean_std(content_feat, eps)
+    c_mean, c_std = mean_std(content_feat, eps) if content_stats is None else content_stats
     s_mean, s_std = mean_std(style_feat, eps)
     return (s_std * (content_feat - c_mean) / c_std + s_mean).to(content_feat.dtype)
 

@@ -73,3 +73,28 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
 
 def name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"`` (this process's CUDA device if there is one, else the CPU), ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"``; anything else, or a GPU this machine lacks, is a ``ValueError``
+    that names the device."""
+    if isinstance(name, torch.device):
+        dev = name
+    elif name == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        return torch.device("cpu")
+    else:
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: only cpu and cuda are supported")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}, but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}, but this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev

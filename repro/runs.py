@@ -8,23 +8,69 @@
         model.pt           the final checkpoint, written when the run completes
         samples/           sample grids on held-out images
         done.json          written last: the run is finished and will be reused
+    runs/.locks/<name>-<hash10>.lock         the run's OS file lock (one writer at a time)
+    runs/.locks/<name>-<hash10>.owner.json   who holds it (pid, host, since)
 
-Notebooks call ``train(config)`` freely: with ``done.json`` present it returns at once.
+The hash covers the config and the sha256 of every file the config names by path (a style
+image given as a path, the checkpoint of ``data.transform_checkpoint``), so a changed file means
+a new run. Notebooks call ``train(config)`` freely: a finished run whose logs hold every step
+exactly once returns at once; one whose logs disagree with its ``done.json`` is repaired.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
 from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, to_dict
+from repro.data import sha256_file
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run's lock (raised only when asked not to wait)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The run key
+
+
+def _is_path(entry: str) -> bool:
+    # the trainer's rule (train._image_path): a name with a suffix is a file, else a data/ name
+    return bool(Path(entry).suffix)
+
+
+def named_files(cfg: Config | dict) -> dict[str, Path]:
+    """Every file the config names by path, ``{config key: path}``; a missing one is a
+    ``FileNotFoundError`` naming the key. Data names (``starry_night``) are left out: their
+    contents are pinned by the data manifests' sha256."""
+    d = to_dict(cfg) if isinstance(cfg, Config) else cfg
+    found: dict[str, Path] = {}
+    for key in ("style", "test_images"):
+        for i, entry in enumerate(d.get("data", {}).get(key, [])):
+            if _is_path(entry):
+                found[f"data.{key}[{i}]"] = Path(entry)
+    ckpt = d.get("data", {}).get("transform_checkpoint")
+    if ckpt and d["data"].get("transform") == "stylize":
+        p = Path(ckpt)
+        found["data.transform_checkpoint"] = p / "model.pt" if p.is_dir() else p
+    for key, p in found.items():
+        if not p.is_file():
+            raise FileNotFoundError(2, f"{key}: file not found", str(p))
+    return found
 
 
 def config_hash(cfg: Config | dict) -> str:
     d = to_dict(cfg) if isinstance(cfg, Config) else json.loads(json.dumps(cfg))
+    files = {key: sha256_file(p) for key, p in named_files(d).items()}
     for key in VOLATILE_KEYS:
         section, name = key.split(".")
         d.get(section, {}).pop(name, None)
@@ -32,6 +78,8 @@ def config_hash(cfg: Config | dict) -> str:
         section, name = key.split(".")
         if d.get("model", {}).get("arch") != arch:
             d.get(section, {}).pop(name, None)
+    if files:  # absent when no file is named by path, so those runs keep their directories
+        d["files_sha256"] = files
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -40,6 +88,56 @@ def run_dir(cfg: Config, root: Path | None = None) -> Path:
     root = Path(root) if root else paths.runs_dir()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.name) or "run"
     return root / f"{name}-{config_hash(cfg)[:10]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per run
+
+
+def _lock_paths(run: Path) -> tuple[Path, Path]:
+    locks = Path(run).parent / ".locks"
+    return locks / f"{Path(run).name}.lock", locks / f"{Path(run).name}.owner.json"
+
+
+def holder(run: Path) -> str:
+    """Who last took the run's lock, in words (the lock itself is the OS's)."""
+    try:
+        o = json.loads(_lock_paths(run)[1].read_text())
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(o["since"]))
+        return f"pid {o['pid']} on {o['host']} since {since}"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+@contextmanager
+def lock(run: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the run's OS file lock (``filelock``; released by the OS if the holder dies).
+
+    A second process on the same run waits (saying so on stderr), or with ``wait=False``
+    raises :class:`RunLocked` naming the run and the holder."""
+    from filelock import FileLock, Timeout
+
+    lock_path, owner = _lock_paths(run)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    flock = FileLock(lock_path, mode=0o666)
+    try:
+        flock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise RunLocked(f"run {run} is being trained by {holder(run)}; wait for it, or "
+                            f"drop --no-wait to queue behind it") from None
+        print(f"waiting for run {run}: held by {holder(run)}", file=sys.stderr, flush=True)
+        flock.acquire()
+    try:
+        atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.time(), "argv": sys.argv})
+        yield
+    finally:
+        flock.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs, and what a finished run must hold
 
 
 def is_done(run: Path) -> bool:
@@ -65,6 +163,64 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     steps after it will be recomputed identically on resume, so nothing is lost or doubled."""
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
     atomic_write_bytes(Path(path), "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def eval_steps(cfg: Config) -> list[int]:
+    """The steps at which the trainer evaluates on held-out images (none without test images)."""
+    if not cfg.data.test_images:
+        return []
+    every = cfg.train.eval_every
+    return [s for s in range(1, cfg.optim.steps + 1)
+            if (every and s % every == 0) or s == cfg.optim.steps]
+
+
+def log_problems(run: Path, cfg: Config, upto: int) -> list[str]:
+    """What is wrong with the logs of steps 1..``upto``: each must be logged exactly once,
+    in order (``[]``: nothing)."""
+    problems = []
+    got = [r.get("step") for r in metrics(run)]
+    if got != list(range(1, upto + 1)):
+        problems.append(f"metrics.jsonl holds {_describe(got)}, expected steps 1..{upto} once each")
+    want = [s for s in eval_steps(cfg) if s <= upto]
+    got = [r.get("step") for r in evals(run)]
+    if got != want:
+        problems.append(f"eval.jsonl holds {_describe(got)}, expected {_describe(want)}")
+    return problems
+
+
+def _describe(steps: list) -> str:
+    if not steps:
+        return "no step"
+    dup = len(steps) - len(set(steps))
+    return (f"{len(steps)} rows (steps {steps[0]}..{steps[-1]}"
+            + (f", {dup} repeated" if dup else "") + ")")
+
+
+def done_problems(run: Path, cfg: Config) -> list[str]:
+    """Why a run marked done cannot be trusted (``[]``: it can): its logs must hold every
+    step exactly once, ``model.pt`` must exist, and ``done.json`` must agree with the logs."""
+    problems = log_problems(run, cfg, cfg.optim.steps)
+    if not (Path(run) / "model.pt").is_file():
+        problems.append("model.pt is missing")
+    try:
+        s = summary(run)
+    except (OSError, ValueError):
+        return problems + ["done.json is unreadable"]
+    if s.get("steps") != cfg.optim.steps:
+        problems.append(f"done.json says {s.get('steps')} steps, the config {cfg.optim.steps}")
+    if s.get("final_eval") != (evals(run) or [None])[-1]:
+        problems.append("done.json's final_eval is not the last row of eval.jsonl")
+    return problems
+
+
+def reset(run: Path) -> None:
+    """Empty a run directory but for its ``config.json`` (it will be trained again)."""
+    import shutil
+
+    for p in Path(run).iterdir():
+        if p.name == "config.json":
+            continue
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def metrics(run: Path) -> list[dict]:

@@ -18,9 +18,12 @@ was never interrupted (bit for bit on the CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,16 +48,7 @@ class TrainingDiverged(FloatingPointError):
 # Devices and distribution
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device(f"cuda:{local}")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available")
-    return dev
+resolve_device = precision_mod.resolve_device  # "auto" | "cpu" | "cuda[:N]" -> torch.device
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -232,7 +226,7 @@ def _rng_state(device) -> dict:
 
 def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *,
           runs_root: str | Path | None = None, progress: bool | None = None,
-          callback=None) -> Path:
+          callback=None, wait: bool = True) -> Path:
     """Train the generator ``cfg`` describes; return its run directory.
 
     ``cfg``: a ``Config``, a plain dict of one, or a profile name / YAML path (with
@@ -240,6 +234,12 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
     config is returned at once; an unfinished one is resumed from its last checkpoint.
     ``callback(step, logs)`` is called after every step on rank 0 (tests use it to simulate a
     kill).
+
+    One process at a time writes a run: the run's OS file lock is taken before anything is
+    read or cut back; a second process on the same run waits for it (``wait=False``: raises
+    ``runs.RunLocked`` at once). A run marked done whose logs do not hold every step exactly
+    once is repaired here (``done.json`` rewritten from whole logs, or the run trained again).
+    A call that fails before the run's first checkpoint leaves no run directory behind.
     """
     if isinstance(cfg, (str, Path)):
         cfg = config_mod.load_config(cfg, overrides)
@@ -248,11 +248,81 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
         cfg = config_mod.from_dict(cfg if isinstance(cfg, dict) else config_mod.to_dict(cfg))
         config_mod.apply_overrides(cfg, overrides)
 
-    run = runs.run_dir(cfg, runs_root)
-    if runs.is_done(run):
-        return run
-
+    run = runs.run_dir(cfg, runs_root)  # hashes every file the config names: missing ones fail here
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        with runs.lock(run, wait):
+            if _finished(run, cfg):
+                return run
+            with _removed_if_failed_early(run):
+                return _train_locked(cfg, run, resolve_device(cfg.train.device), progress, callback)
+    # torchrun: rank 0 holds the lock and decides; the other ranks follow what it left on disk
     device = resolve_device(cfg.train.device)
+    rank, world = _dist_setup(device)
+    with runs.lock(run, wait) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            _finished(run, cfg)
+        _barrier(world)
+        if runs.is_done(run):
+            return run
+        with _removed_if_failed_early(run) if rank == 0 else contextlib.nullcontext():
+            return _train_locked(cfg, run, device, progress, callback)
+
+
+@contextlib.contextmanager
+def _removed_if_failed_early(run: Path):
+    """A call that fails (bad input, divergence, Ctrl-C) before the run's first checkpoint
+    leaves no directory behind: there is nothing in it worth resuming."""
+    created = not run.exists()
+    try:
+        yield
+    except BaseException:
+        if created and not (run / "checkpoint.pt").exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _finished(run: Path, cfg: Config) -> bool:
+    """True for a finished run that can be trusted. A run marked done that cannot be is
+    repaired: ``done.json`` rewritten when the logs are whole, else trained again from step 0
+    (the only way to recompute missing rows exactly)."""
+    if not runs.is_done(run):
+        return False
+    problems = runs.done_problems(run, cfg)
+    if not problems:
+        return True
+    if not runs.log_problems(run, cfg, cfg.optim.steps) and (run / "model.pt").is_file():
+        old = {}
+        try:
+            old = runs.summary(run)
+        except (OSError, ValueError):
+            pass
+        _write_summary(run, cfg, old)
+        warnings.warn(f"run {run}: {problems[0]}; done.json rewritten from its logs", stacklevel=3)
+        return True
+    warnings.warn(f"run {run} was marked done but {problems[0]}; training it again from step 0",
+                  stacklevel=3)
+    runs.reset(run)
+    return False
+
+
+def _write_summary(run: Path, cfg: Config, extra: dict) -> None:
+    """``done.json``, written last: only when the logs hold every step exactly once."""
+    problems = runs.log_problems(run, cfg, cfg.optim.steps)
+    if problems:
+        raise RuntimeError(f"run {run}: {problems[0]}; not marking it done")
+    m = runs.metrics(run)
+    tail = m[-max(1, len(m) // 10):]
+    summary = {
+        **extra,
+        "steps": cfg.optim.steps,
+        "final_train": {k: sum(r[k] for r in tail) / len(tail)
+                        for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
+        "final_eval": (runs.evals(run) or [None])[-1],
+    }
+    runs.atomic_write_json(run / "done.json", summary)
+
+
+def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callback) -> Path:
     rank, world = _dist_setup(device)
     if cfg.optim.batch_size % world:
         raise ValueError(f"optim.batch_size ({cfg.optim.batch_size}) must be divisible by the "
@@ -265,11 +335,6 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
         torch.backends.cudnn.allow_tf32 = True
     memory_format = (torch.channels_last if cfg.train.channels_last and device.type == "cuda"
                      else torch.contiguous_format)
-
-    if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write_json(run / "config.json", config_mod.to_dict(cfg))
-    _barrier(world)
 
     # -- model, loss, data ---------------------------------------------------------------------
     torch.manual_seed(cfg.train.seed)
@@ -289,8 +354,24 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
     tests = test_images(cfg) if rank == 0 and cfg.data.test_images else []
     test_styles = eval_styles(cfg) if arbitrary and tests else None
 
-    # -- resume --------------------------------------------------------------------------------
+    # -- the run directory: made only now that every input has loaded ------------------------
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_json(run / "config.json", config_mod.to_dict(cfg))
+
+    # -- resume: cut the logs back to the checkpoint; logs that do not then hold each earlier
+    # step exactly once (written before runs were locked, or edited) mean starting afresh ---
     ckpt_path = run / "checkpoint.pt"
+    if rank == 0:
+        start = int(load_checkpoint(ckpt_path)["step"]) if ckpt_path.is_file() else 0
+        for log in ("metrics.jsonl", "eval.jsonl"):
+            runs.truncate_jsonl(run / log, start)
+        problems = runs.log_problems(run, cfg, start)
+        if problems:
+            warnings.warn(f"run {run}: {problems[0]} before its checkpoint at step {start}; "
+                          "training it again from step 0", stacklevel=4)
+            runs.reset(run)
+    _barrier(world)
     start = 0
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
@@ -298,10 +379,6 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
         optimizer.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-    if rank == 0:
-        for log in ("metrics.jsonl", "eval.jsonl"):
-            runs.truncate_jsonl(run / log, start)
-    _barrier(world)
 
     train_model = model
     if cfg.train.compile:
@@ -396,20 +473,13 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
     if rank == 0:
         checkpoint(cfg.optim.steps, run / "model.pt")
         checkpoint(cfg.optim.steps, ckpt_path)
-        m = runs.metrics(run)
-        tail = m[-max(1, len(m) // 10):]
-        summary = {
-            "steps": cfg.optim.steps,
+        _write_summary(run, cfg, {
             "seconds_this_session": time.perf_counter() - t_start,
             "device": str(device), "world_size": world,
             "precision": precision_mod.name(amp_dtype),
-            "final_train": {k: sum(r[k] for r in tail) / len(tail)
-                            for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
-            "final_eval": (runs.evals(run) or [None])[-1],
             "git_commit": git_commit(),
             "torch": torch.__version__,
-        }
-        runs.atomic_write_json(run / "done.json", summary)
+        })
     _barrier(world)
     return run
 

@@ -108,19 +108,23 @@ class AdaINNet(nn.Module):
         return self.encoder(x)[self.encoder_layer]
 
     def target(self, content_feat: torch.Tensor, style_feats: Sequence[torch.Tensor],
-               weights: Sequence[float] | torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
+               weights: Sequence[float] | torch.Tensor | None = None, alpha: float = 1.0,
+               content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``t`` of eq. 9, mixed over styles (``sum_k w_k AdaIN(f(c), f(s_k))``, the paper's style
-        interpolation) and blended with the content features by ``alpha`` (eq. 14)."""
+        interpolation) and blended with the content features by ``alpha`` (eq. 14).
+        ``content_stats``: the whole image's (mean, std) when ``content_feat`` is a tile of it."""
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if weights is None:
             weights = [1.0 / len(style_feats)] * len(style_feats)
         weights = torch.as_tensor(weights, dtype=torch.float32).flatten()
-        if len(weights) != len(style_feats) or (weights < 0).any() or float(weights.sum()) <= 0:
+        if (len(weights) != len(style_feats) or not bool(torch.isfinite(weights).all())
+                or (weights < 0).any() or float(weights.sum()) <= 0):
             raise ValueError(f"style_weights must be {len(style_feats)} non-negative numbers with a "
                              f"positive sum, got {weights.tolist()}")
         weights = weights / weights.sum()
-        t = sum(float(w) * adain(content_feat, f) for w, f in zip(weights, style_feats))
+        t = sum(float(w) * adain(content_feat, f, content_stats=content_stats)
+                for w, f in zip(weights, style_feats))
         return alpha * t + (1 - alpha) * content_feat if alpha < 1 else t
 
     def forward(self, content: torch.Tensor, style, *, alpha: float = 1.0, style_weights=None,

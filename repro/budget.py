@@ -1,0 +1,93 @@
+"""Memory estimates made from the pixels before any network runs, and the budget they must fit.
+
+The networks are fully convolutional: the memory of one call grows with the pixels and nothing
+else. The bytes per pixel below were measured by ``python -m bench.memory`` (peak resident bytes
+a call adds, in a process whose allocator returns freed memory; slope between 512 and 1024 px
+squares; ``bench/results/memory-*.json``) and carry a 25% margin. Beyond the budget a call is
+refused with one line naming the image, the estimate and the way out (``--tile``, ``--size``).
+
+The budget: ``$REPRO_MEMORY_BUDGET`` (e.g. ``8G``, ``512M``, bytes) if set, else 80% of the
+memory available now (``MemAvailable``; on CUDA the free device memory).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+MARGIN = 1.25
+
+BYTES_PER_PIXEL = {
+    # measured at width 1 (residual: 897 at width 1, 449 at width 0.5: linear in width);
+    # fp32 and the bf16 fast path measured alike
+    "residual": 897,
+    "multiscale": 1193,
+    "adain": 1153,  # relu3_1 encoder; relu4_1 (paper) assumed 25% more: its extra layers are at 1/8 size
+    # VGG to relu3_1, forward + backward, and the image, its gradient and L-BFGS's state
+    "gatys": 1984,
+}
+LBFGS_BYTES_PER_PIXEL_PER_PAIR = 2 * 3 * 4  # one (s, y) curvature pair of an RGB float image
+
+
+class MemoryBudgetError(ValueError):
+    """A call would need more memory than the budget; says how much and what to do."""
+
+
+def parse_bytes(text: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in "KMGT" else t) * scale
+    except ValueError:
+        raise ValueError(f"REPRO_MEMORY_BUDGET={text!r}: expected a size such as 8G or 512M") from None
+    if not value > 0:
+        raise ValueError(f"REPRO_MEMORY_BUDGET={text!r}: must be positive")
+    return int(value)
+
+
+def available_bytes(device: torch.device | str = "cpu") -> int:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def budget_bytes(device: torch.device | str = "cpu") -> int:
+    env = os.environ.get("REPRO_MEMORY_BUDGET")
+    return parse_bytes(env) if env else int(0.8 * available_bytes(device))
+
+
+def generator_bytes(config: dict, pixels: int) -> int:
+    """Estimated peak bytes of one generator call on ``pixels`` pixels (per image of a batch)."""
+    arch = config.get("arch", "residual")
+    per = BYTES_PER_PIXEL[arch]
+    if arch == "adain":
+        per *= 1.25 if config.get("encoder_layer", "relu3_1") != "relu3_1" else 1.0
+    else:
+        per *= float(config.get("width", 1.0))
+    return int(MARGIN * per * pixels)
+
+
+def gatys_bytes(pixels: int, style_pixels: int, history_size: int = 50) -> int:
+    per = BYTES_PER_PIXEL["gatys"] + history_size * LBFGS_BYTES_PER_PIXEL_PER_PAIR
+    return int(MARGIN * (per * pixels + BYTES_PER_PIXEL["gatys"] * style_pixels))
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def check(estimate: int, what: str, way_out: str, device: torch.device | str = "cpu") -> None:
+    """Raise :class:`MemoryBudgetError` when ``estimate`` bytes exceed the budget."""
+    budget = budget_bytes(device)
+    if estimate > budget:
+        source = ("REPRO_MEMORY_BUDGET" if os.environ.get("REPRO_MEMORY_BUDGET")
+                  else "80% of the memory available now")
+        raise MemoryBudgetError(f"{what} needs about {_gb(estimate)}, more than the budget of "
+                                f"{_gb(budget)} ({source}); {way_out}")
