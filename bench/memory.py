@@ -52,6 +52,11 @@ else:
     s = torch.rand(3, 256, 256)
     call = lambda img: gatys.stylize(img, s, steps=3, optimizer=opts["optimizer"], network_weights="random")
 call(torch.rand(3, 64, 64))  # warm-up: allocator, kernels, weights
+"""
+
+MEASURE_CALL = r"""
+# measures call(x): defined, with x, by the code before this
+import json, os, threading, time
 page = os.sysconf("SC_PAGE_SIZE")
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
 before = peak = rss()
@@ -61,20 +66,28 @@ def sample():
     while not done.wait(0.0005):
         peak = max(peak, rss())
 t = threading.Thread(target=sample, daemon=True); t.start()
+start = time.perf_counter()
 call(x)
+seconds = time.perf_counter() - start
 done.set(); t.join()
-print(json.dumps({"extra_bytes": max(peak, rss()) - before}))
+print(json.dumps({"extra_bytes": max(peak, rss()) - before, "seconds": seconds}))
 """
+
+
+def run_child(setup: str, *args: str) -> dict:
+    """Run ``setup`` (which defines ``x`` and ``call``) then :data:`MEASURE_CALL` in a fresh
+    process that returns freed memory to the system; its ``extra_bytes`` and ``seconds``."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    out = subprocess.run([sys.executable, "-c", setup + MEASURE_CALL, *args],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(f"measurement {args} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure(case: str, side: int, mode: str) -> int:
     kind, *opts = CASES[case].split()
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    out = subprocess.run([sys.executable, "-c", _CHILD, kind, str(side), mode, *opts],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
-    if out.returncode:
-        raise RuntimeError(f"{case} at {side} px ({mode}) failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+    return run_child(_CHILD, kind, str(side), mode, *opts)["extra_bytes"]
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_stylize(args) -> int:
-    from repro.images import check_output_path, load_image, save_image
+    from repro.images import check_output_path, save_image
     from repro.inference import load_generator, stylize
     from repro.models import AdaINNet
     from repro.precision import resolve_device
@@ -51,7 +51,7 @@ def _cmd_stylize(args) -> int:
             raise ValueError(f"--style-weights must be comma-separated non-negative numbers, got "
                              f"{args.style_weights!r}")
     model = load_generator(args.checkpoint, device=device)
-    image = load_image(args.input)
+    image = args.input  # a path: errors about it name the file
     if isinstance(model, AdaINNet):
         if not args.style:
             raise ValueError(f"{args.checkpoint} is an AdaIN model: give --style IMAGE [IMAGE ...]")

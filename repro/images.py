@@ -362,12 +362,12 @@ def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path
     input: an unknown image format, an existing directory, a parent that is a file, or the same
     file as one of ``inputs`` (symlinks and hard links included). Returns the path."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file name such as {path / 'out.png'}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"{what} {path}: unknown image format {path.suffix or '(no extension)'!r}; "
                          "use .png, .jpg, .webp or .tif")
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory; give a file name such as {path / 'out.png'}")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

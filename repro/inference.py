@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -66,6 +67,9 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: not a checkpoint (not a torch.save archive: another "
+                                  "format, truncated or corrupt)") from None
         # torch's own message suggests weights_only=False, which would run arbitrary code
         raise CheckpointError(f"{path}: holds objects other than tensors and plain data, so it is "
                               "not a repro checkpoint; it was not unpickled") from None
@@ -160,17 +164,23 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
     against the budget, before anything is resized or run."""
     from repro.images import as_image, check_resize_shorter, load_image, resize_shorter
 
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+
+    def check(shape, name, n=1):
+        h, w = check_resize_shorter(shape, size, name) if size is not None else shape[-2:]
+        if model is not None:
+            _check_memory(model, name, h, w, n, device, tile, overlap)
+
     if isinstance(image, (str, Path)):
-        name, x = str(image), load_image(image)
+        name = str(image)
+        header = _header_shape(image)
+        if header is not None:  # checked before the pixels are even decoded
+            check(header, name)
+        x = load_image(image)
     else:
         name, x = "image", as_image(image)
-    h, w = x.shape[-2:]
-    if size is not None:
-        if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
-            raise ValueError(f"size must be a positive integer, got {size!r}")
-        h, w = check_resize_shorter(x.shape, size, name)
-    if model is not None:
-        _check_memory(model, name, h, w, 1 if x.dim() == 3 else x.shape[0], device, tile, overlap)
+    check(x.shape, name, 1 if x.dim() == 3 else x.shape[0])
     if size is not None:
         x = resize_shorter(x, size)
     single = x.dim() == 3
@@ -178,6 +188,18 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
     if isinstance(model, _adain_net()):
         _check_adain_size(x, name, model.down)
     return x, single
+
+
+def _header_shape(path) -> tuple[int, int] | None:
+    """(H, W) from an image file's header (no pixel decoded), or None if PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception:  # load_image reports unreadable files properly
+        return None
+    return (h, w)
 
 
 def _adain_net():

@@ -429,9 +429,10 @@ def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callba
                     terms = loss_fn(y.float(), x, style_targets=targets)
             loss = terms["total"]
             if not torch.isfinite(loss.detach()).all():
-                raise TrainingDiverged(
-                    f"non-finite loss ({float(loss.detach())}) at step {step} of run {run}; the last good "
-                    f"checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept")
+                kept = (f"the last good checkpoint ({ckpt_path}) is kept" if ckpt_path.exists()
+                        else "no checkpoint yet, so the run directory is removed")
+                raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at step {step} of "
+                                       f"run {run}; {kept}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -94,9 +94,9 @@ def test_any_size_and_a_decoder_only_checkpoint(net, tmp_path):
         build_generator("adain", norm="batch")
 
 
-def test_trainer_trains_the_decoder_only_and_logs_adain_terms():
+def test_trainer_trains_the_decoder_only_and_logs_adain_terms(tmp_path):
     cfg = config_mod.load_config("smoke", ADAIN)
-    run = train(cfg, progress=False)
+    run = train(cfg, progress=False, runs_root=tmp_path)
     rows = runs.metrics(run)
     assert len(rows) == 4 and all(k in rows[0] for k in ("content/relu3_1", "style/relu1_1", "style/relu3_1"))
     ev = runs.evals(run)

@@ -11,14 +11,8 @@ from repro import config as config_mod
 from repro import runs
 from repro.inference import CheckpointError, load_checkpoint, load_generator, stylize
 from repro.train import TrainingDiverged, train
-
-TINY = ["optim.steps=6", "train.eval_every=3", "train.checkpoint_every=2", "data.n_train=3",
-        "data.test_images=[karya]", "data.test_size=48", "loss.vgg_weights=random"]
-
-
-def tiny(*extra):
-    return config_mod.load_config("smoke", TINY + list(extra))
-
+from tiny import TINY, tiny
+from tiny import cli as _cli
 
 @pytest.fixture(autouse=True)
 def _runs(tmp_path, monkeypatch, data_ready):
@@ -168,11 +162,6 @@ def test_truncated_checkpoint_is_named(tmp_path):
     torch.save({"weights": torch.zeros(1)}, other)
     with pytest.raises(CheckpointError, match="not a repro checkpoint"):
         load_generator(other)
-
-
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
 
 
 def test_cli_train_prints_run_dir_last_and_stylize_writes(tmp_path):
