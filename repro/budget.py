@@ -11,6 +11,7 @@ memory available now (``MemAvailable``; on CUDA the free device memory).
 """
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -40,8 +41,8 @@ def parse_bytes(text: str) -> int:
         value = float(t[:-1] if t[-1:] in "KMGT" else t) * scale
     except ValueError:
         raise ValueError(f"REPRO_MEMORY_BUDGET={text!r}: expected a size such as 8G or 512M") from None
-    if not value > 0:
-        raise ValueError(f"REPRO_MEMORY_BUDGET={text!r}: must be positive")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"REPRO_MEMORY_BUDGET={text!r}: must be a positive, finite size")
     return int(value)
 
 

@@ -209,7 +209,7 @@ def _user_errors():
     from repro.runs import RunLocked
 
     errors = [DataError, FileNotFoundError, ValueError, PermissionError, FloatingPointError,
-              RunLocked, IsADirectoryError, NotADirectoryError, FileExistsError]
+              RunLocked, OSError]  # OSError: read-only or full disks, paths that are folders
     return tuple(errors)
 
 

@@ -152,6 +152,10 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
     content_img = _load("content", content, size)
     style_img = _load("style", style, style_size if style_size is not None else size)
 
+    layers = (list(loss.content_layers) + list(loss.style_layers) if loss is not None
+              else list(content_layers) + list(style_layers))
+    for label, img, src in (("content", content_img, content), ("style", style_img, style)):
+        _check_min_side(str(src) if isinstance(src, (str, PathLike)) else label, img, layers)
     if device is None:
         device = (_device_of(loss) if loss is not None else None) or \
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -167,9 +171,6 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
                               style_weight=style_weight, tv_weight=tv_weight,
                               network_weights=network_weights)
     loss = loss.to(device)
-    for label, img, src in (("content", content_img, content), ("style", style_img, style)):
-        _check_min_side(str(src) if isinstance(src, (str, PathLike)) else label, img,
-                        list(loss.content_layers) + list(loss.style_layers))
 
     content_b = content_img.unsqueeze(0).to(device)
     loss.set_style(style_img.unsqueeze(0).to(device))

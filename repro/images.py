@@ -373,6 +373,8 @@ def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: the folder {parent} is not writable")
     if path.exists():
         for p in inputs:
             if p is None or not isinstance(p, (str, os.PathLike)):

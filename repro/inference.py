@@ -170,7 +170,9 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
     def check(shape, name, n=1):
         h, w = check_resize_shorter(shape, size, name) if size is not None else shape[-2:]
         if model is not None:
-            _check_memory(model, name, h, w, n, device, tile, overlap)
+            # resizing first decodes the whole original (float RGB) beside the result
+            decoded = n * shape[-2] * shape[-1] if size is not None else 0
+            _check_memory(model, name, h, w, n, device, tile, overlap, decoded)
 
     if isinstance(image, (str, Path)):
         name = str(image)
@@ -207,14 +209,16 @@ def _adain_net():
     return AdaINNet
 
 
-def _check_memory(model, name: str, h: int, w: int, n: int, device, tile, overlap) -> None:
+def _check_memory(model, name: str, h: int, w: int, n: int, device, tile, overlap,
+                  decoded_pixels: int = 0) -> None:
     """Refuse, before any work, a call whose estimated memory exceeds ``repro.budget``'s."""
     from repro.tiling import tile_pixels
 
     config = getattr(model, "config", {})
     if not config:
         return  # a module of the user's own: nothing measured to estimate from
-    io_bytes = 2 * 3 * 4 * h * w * n  # the float input and output of the whole image
+    # the float input and output of the whole image, and the original decoded before a resize
+    io_bytes = 2 * 3 * 4 * h * w * n + 3 * 4 * decoded_pixels
     if tile:
         est = budget.generator_bytes(config, min(tile_pixels(model, tile, overlap), h * w)) + io_bytes
         way_out = "use a smaller --tile (Stylizer(..., tile=N))"

@@ -19,6 +19,7 @@ exactly once returns at once; one whose logs disagree with its ``done.json`` is 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -119,7 +120,11 @@ def lock(run: Path, wait: bool = True) -> Iterator[None]:
 
     lock_path, owner = _lock_paths(run)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    flock = FileLock(lock_path, mode=0o666)
+    # an OS lock or none: a marker-file fallback (filesystems without flock) would outlive a
+    # killed holder
+    strict = ({"fallback_to_soft": False}
+              if "fallback_to_soft" in inspect.signature(FileLock).parameters else {})
+    flock = FileLock(lock_path, **strict)
     try:
         flock.acquire(timeout=0)
     except Timeout:

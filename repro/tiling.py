@@ -21,10 +21,10 @@ generator they were 8 dB from the whole image, against 137 dB for the exact pass
 encoder-decoder has one statistic (the content features') and needs one statistics pass; batch
 norm in eval mode (running statistics) needs none.
 
-Tiles overlap their neighbours by ``overlap`` pixels on each side, at least the network's
-receptive-field radius, so a core pixel sees the same neighbourhood as in the whole image; cores
-start at multiples of the generator's downsampling factor so every feature map's grid lines up.
-Batch norm in eval mode (running statistics) and the AdaIN encoder-decoder need no refinement.
+Tiles overlap their neighbours by ``overlap`` pixels on each side, by default at least the
+network's reach (:data:`DEFAULT_OVERLAP`), so a core pixel sees the same neighbourhood as in the
+whole image; cores start at multiples of the generator's downsampling factor so every feature
+map's grid lines up. A smaller ``overlap`` gives an approximation near the seams.
 """
 from __future__ import annotations
 
@@ -184,8 +184,10 @@ def generator_tiled(model: Generator, x: torch.Tensor, style=None, *, tile: int 
     if model.config.get("noise_channels"):
         raise ValueError("tiling needs a deterministic generator; this one draws noise inputs")
     if x.shape[0] != 1:
-        return torch.cat([generator_tiled(model, xi[None], style, tile=tile, overlap=overlap,
-                                          statistics=statistics) for xi in x])
+        per_image = torch.is_tensor(style) and style.dim() > 0 and style.shape[0] == x.shape[0]
+        return torch.cat([generator_tiled(model, x[i:i + 1], style[i:i + 1] if per_image else style,
+                                          tile=tile, overlap=overlap, statistics=statistics)
+                          for i in range(x.shape[0])])
     m = model.multiple
     overlap = DEFAULT_OVERLAP[model.config["arch"]] if overlap is None else overlap
     core, overlap = _round_up(tile, m), _round_up(overlap, m)

@@ -64,6 +64,8 @@ def _dist_setup(device: torch.device) -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl collectives (and broadcast_object_list) use it
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
@@ -249,21 +251,31 @@ def train(cfg: Config | dict | str | Path, overrides: list[str] | None = None, *
         config_mod.apply_overrides(cfg, overrides)
 
     run = runs.run_dir(cfg, runs_root)  # hashes every file the config names: missing ones fail here
+    if runs.is_done(run) and not runs.done_problems(run, cfg):
+        return run  # a sound finished run is never written again: no lock needed (read-only runs/)
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         with runs.lock(run, wait):
             if _finished(run, cfg):
                 return run
             with _removed_if_failed_early(run):
                 return _train_locked(cfg, run, resolve_device(cfg.train.device), progress, callback)
-    # torchrun: rank 0 holds the lock and decides; the other ranks follow what it left on disk
+    # torchrun: rank 0 takes the lock and decides, then tells the other ranks (which wait for it
+    # within the process group's timeout) whether to train or to stop
     device = resolve_device(cfg.train.device)
     rank, world = _dist_setup(device)
-    with runs.lock(run, wait) if rank == 0 else contextlib.nullcontext():
+    with contextlib.ExitStack() as held:
+        status = ["train"]
         if rank == 0:
-            _finished(run, cfg)
-        _barrier(world)
-        if runs.is_done(run):
+            try:
+                held.enter_context(runs.lock(run, wait))
+                status = ["done" if _finished(run, cfg) else "train"]
+            except runs.RunLocked as e:
+                status = [str(e)]
+        dist.broadcast_object_list(status, src=0)
+        if status[0] == "done":
             return run
+        if status[0] != "train":
+            raise runs.RunLocked(status[0])
         with _removed_if_failed_early(run) if rank == 0 else contextlib.nullcontext():
             return _train_locked(cfg, run, device, progress, callback)
 
@@ -430,7 +442,7 @@ def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callba
             loss = terms["total"]
             if not torch.isfinite(loss.detach()).all():
                 kept = (f"the last good checkpoint ({ckpt_path}) is kept" if ckpt_path.exists()
-                        else "no checkpoint yet, so the run directory is removed")
+                        else "there is no checkpoint yet")
                 raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at step {step} of "
                                        f"run {run}; {kept}")
             optimizer.zero_grad(set_to_none=True)

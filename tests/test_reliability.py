@@ -105,6 +105,41 @@ def test_two_processes_on_one_run_kill_9_the_first_every_step_logged_once(tmp_pa
     assert runs.evals(ref) == runs.evals(run)
 
 
+@pytest.mark.slow
+def test_no_wait_under_torchrun_refuses_on_every_rank(tmp_path):
+    run = runs.run_dir(tiny("optim.batch_size=4"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with runs.lock(run):
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc_per_node=2", "-m", "repro", "train", "--config", "smoke",
+                            *sum((["--set", s] for s in TINY + ["optim.batch_size=4"]), []),
+                            "--no-progress", "--no-wait"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode != 0
+    assert r.stderr.count("is being trained by") == 2, r.stderr[-2000:]  # both ranks stop at once
+    assert not run.exists()
+
+
+def test_a_sound_finished_run_is_returned_without_taking_the_lock():
+    run = train(tiny(), progress=False)
+    locks = run.parent / ".locks"
+    import shutil
+    shutil.rmtree(locks)
+    assert train(tiny(), progress=False) == run
+    assert not locks.exists()  # so a finished run in a read-only runs/ folder stays usable
+
+
+def test_the_lock_file_keeps_the_umask():
+    run = runs.run_dir(tiny())
+    old = os.umask(0o022)
+    try:
+        with runs.lock(run):
+            pass
+    finally:
+        os.umask(old)
+    assert (run.parent / ".locks" / f"{run.name}.lock").stat().st_mode & 0o777 == 0o644
+
+
 def test_no_wait_refuses_at_once_naming_the_run_and_holder():
     sets = TINY
     run = runs.run_dir(tiny())
@@ -273,7 +308,7 @@ def test_budget_estimate_bounds_a_measured_call():
 
     extra = memory.measure("residual_w0.5", 512, "exact")
     est = budget.generator_bytes({"arch": "residual", "width": 0.5}, 512 * 512)
-    assert extra <= est < 3 * extra
+    assert extra <= est < 4 * extra
 
 
 def test_extreme_aspect_ratio_under_size_is_refused_before_resizing(tmp_path, model_file):
@@ -307,9 +342,10 @@ def test_tiled_equals_untiled_for_every_kind_of_generator():
     with torch.no_grad():
         for p in cin.parameters():
             p.add_(0.1 * torch.randn_like(p))
+    batch = torch.stack([x, x.flip(-1)])
     for style in (1, [0.3, 0.7]):
-        whole = stylize(cin, x, style=style, exact=True)
-        tiled = Stylizer(cin, exact=True, tile=64)(x, style=style)
+        whole = stylize(cin, batch, style=style, exact=True)
+        tiled = Stylizer(cin, exact=True, tile=64)(batch, style=style)
         assert -10 * math.log10(float(((whole - tiled) ** 2).mean()) + 1e-20) >= 60.0, style
     net = AdaINNet(vgg_weights="random").eval()
     s = torch.rand(3, 64, 64)
