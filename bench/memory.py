@@ -31,7 +31,7 @@ CASES = {
 SIDES = (512, 1024)
 
 _CHILD = r"""
-import json, os, sys, threading, time, torch
+import sys, torch
 torch.set_num_threads(2)
 kind, side, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 opts = dict(a.split("=") for a in sys.argv[4:])
@@ -54,29 +54,13 @@ else:
 call(torch.rand(3, 64, 64))  # warm-up: allocator, kernels, weights
 """
 
-MEASURE_CALL = r"""
-# measures call(x): defined, with x, by the code before this
-import json, os, threading, time
-page = os.sysconf("SC_PAGE_SIZE")
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
-before = peak = rss()
-done = threading.Event()
-def sample():
-    global peak
-    while not done.wait(0.0005):
-        peak = max(peak, rss())
-t = threading.Thread(target=sample, daemon=True); t.start()
-start = time.perf_counter()
-call(x)
-seconds = time.perf_counter() - start
-done.set(); t.join()
-print(json.dumps({"extra_bytes": max(peak, rss()) - before, "seconds": seconds}))
-"""
-
 
 def run_child(setup: str, *args: str) -> dict:
-    """Run ``setup`` (which defines ``x`` and ``call``) then :data:`MEASURE_CALL` in a fresh
-    process that returns freed memory to the system; its ``extra_bytes`` and ``seconds``."""
+    """Run ``setup`` (which defines ``x`` and ``call``) then ``repro.experiments.MEASURE_CALL``
+    in a fresh process that returns freed memory to the system; its ``extra_bytes``,
+    ``seconds``, ... ."""
+    from repro.experiments import MEASURE_CALL
+
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
     out = subprocess.run([sys.executable, "-c", setup + MEASURE_CALL, *args],
                          capture_output=True, text=True, env=env, cwd=ROOT)

@@ -232,9 +232,7 @@ def fetch(mirror: str | Path | None = None, dest: str | Path | None = None, *,
     """
     log = print if verbose else (lambda *_: None)
     dest_root = Path(dest) if dest else paths.data_dir()
-    parent = dest_root
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = paths.nearest_existing(dest_root)
     if not parent.is_dir():
         raise DataError(f"data destination {dest_root}: {parent} is a file, not a directory")
     entries = read_manifest(Path(manifests) if manifests else None)

@@ -103,15 +103,10 @@ def stylize_paths(run: Path, image_paths, size: int) -> list[torch.Tensor]:
     return [stylize(model, images.load_image(p, size=size)) for p in image_paths]
 
 
-_MEASURE = r"""
-import json, os, sys, threading, time, torch
-from repro import images
-from repro.inference import load_generator, stylize
-torch.set_num_threads(int(sys.argv[3]))
-exact = sys.argv[4] == "exact"
-model = load_generator(sys.argv[1])
-x = images.load_image(sys.argv[2])                    # already at the size to measure
-stylize(model, images.center_crop(x, min(64, *x.shape[-2:])), exact=exact)  # warm-up (allocator, kernels)
+MEASURE_CALL = r"""
+# times call(x) and samples the resident size every 0.5 ms while it runs; the code before this
+# defines x and call (and has warmed call up)
+import json, os, threading, time
 page = os.sysconf("SC_PAGE_SIZE")
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
 before = peak = rss()
@@ -123,14 +118,27 @@ def sample():
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 t = time.perf_counter()
-y = stylize(model, x, exact=exact)
+y = call(x)
 seconds = time.perf_counter() - t
 done.set()
 sampler.join()
 peak = max(peak, rss())
 print(json.dumps({"seconds": seconds, "peak_bytes": peak, "extra_bytes": peak - before,
-                  "shape": list(y.shape)}))
+                  "shape": list(getattr(y, "shape", ()))}))
 """
+"""A child process's measurement of one call (IN Fig. 6, ``bench/memory.py``)."""
+
+_MEASURE = r"""
+import sys, torch
+from repro import images
+from repro.inference import load_generator, stylize
+torch.set_num_threads(int(sys.argv[3]))
+exact = sys.argv[4] == "exact"
+model = load_generator(sys.argv[1])
+x = images.load_image(sys.argv[2])                    # already at the size to measure
+call = lambda img: stylize(model, img, exact=exact)
+call(images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels)
+""" + MEASURE_CALL
 
 
 def measure_stylize(run: Path, image_path, size: int, threads: int = 2, exact: bool = False) -> dict:

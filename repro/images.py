@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from repro.atomic import atomic_open
+from repro.paths import nearest_existing
 
 __all__ = [
     "ImageLoadError",
@@ -357,6 +358,12 @@ def check_resize_shorter(shape: Sequence[int], size: int, name: str = "image") -
     return max(1, round(h * size / w)), size
 
 
+def _save_format(path: Path) -> str | None:
+    """The PIL format that writes ``path``'s extension, or None."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    return fmt if fmt in Image.SAVE else None
+
+
 def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path:
     """Refuse, before any work, an output path that could not be written or would destroy an
     input: an unknown image format, an existing directory, a parent that is a file, or the same
@@ -364,13 +371,10 @@ def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory; give a file name such as {path / 'out.png'}")
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
+    if _save_format(path) is None:
         raise ValueError(f"{what} {path}: unknown image format {path.suffix or '(no extension)'!r}; "
                          "use .png, .jpg, .webp or .tif")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path.parent)
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -438,9 +442,8 @@ def save_image(tensor: torch.Tensor, path: PathLike) -> Path:
     previous file intact.  Parent directories are created.  Returns the path.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
-    if fmt is None or fmt not in Image.SAVE:
+    fmt = _save_format(path)
+    if fmt is None:
         raise ValueError(f"cannot tell an image format to write from the extension of {path}")
     img = to_pil(tensor)
     with atomic_open(path) as f:

@@ -163,6 +163,7 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
     (3, H, W) image. With ``model``, the call's memory is estimated from the pixels, and checked
     against the budget, before anything is resized or run."""
     from repro.images import as_image, check_resize_shorter, load_image, resize_shorter
+    from repro.models import AdaINNet
 
     if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
         raise ValueError(f"size must be a positive integer, got {size!r}")
@@ -187,7 +188,7 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
         x = resize_shorter(x, size)
     single = x.dim() == 3
     x = (x[None] if single else x).to(device, torch.float32, memory_format=memory_format)
-    if isinstance(model, _adain_net()):
+    if isinstance(model, AdaINNet):
         _check_adain_size(x, name, model.down)
     return x, single
 
@@ -202,11 +203,6 @@ def _header_shape(path) -> tuple[int, int] | None:
     except Exception:  # load_image reports unreadable files properly
         return None
     return (h, w)
-
-
-def _adain_net():
-    from repro.models import AdaINNet
-    return AdaINNet
 
 
 def _check_memory(model, name: str, h: int, w: int, n: int, device, tile, overlap,

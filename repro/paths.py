@@ -56,3 +56,11 @@ NORMALISED_VGG19 = "vgg19_normalised_caffe_features_to_relu3_1.pth"
 def normalised_vgg19_path() -> Path:
     """The local Gatys-normalised VGG-19 (conv1_1..conv3_1) weights file."""
     return weights_dir() / NORMALISED_VGG19
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (where a new file's folders would start)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -374,8 +374,9 @@ def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callba
     # -- resume: cut the logs back to the checkpoint; logs that do not then hold each earlier
     # step exactly once (written before runs were locked, or edited) mean starting afresh ---
     ckpt_path = run / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path) if rank == 0 and ckpt_path.is_file() else None
     if rank == 0:
-        start = int(load_checkpoint(ckpt_path)["step"]) if ckpt_path.is_file() else 0
+        start = int(ckpt["step"]) if ckpt else 0
         for log in ("metrics.jsonl", "eval.jsonl"):
             runs.truncate_jsonl(run / log, start)
         problems = runs.log_problems(run, cfg, start)
@@ -383,10 +384,12 @@ def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callba
             warnings.warn(f"run {run}: {problems[0]} before its checkpoint at step {start}; "
                           "training it again from step 0", stacklevel=4)
             runs.reset(run)
+            ckpt = None
     _barrier(world)
-    start = 0
-    if ckpt_path.is_file():
+    if rank != 0 and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
+    start = 0
+    if ckpt:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
