@@ -1,4 +1,4 @@
-"""Figure helpers: labelled image grids, loss curves, atomic PNG + PDF output."""
+"""Figure helpers: labelled image grids, loss curves, lean atomic PNG + PDF output."""
 from __future__ import annotations
 
 import io
@@ -8,6 +8,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt  # headless runs get Agg by default; kernels get inline
 import numpy as np
 import torch
+from PIL import Image
 
 from repro.runs import atomic_write_bytes
 
@@ -73,16 +74,76 @@ def loss_curve(ax, steps, values, *, label, color=None, window: int = 1, raw_alp
     return line
 
 
-def save_figure(fig, name: str, out_dir: str | Path, dpi: int = 120) -> dict[str, Path]:
-    """Write ``<out_dir>/<name>.png`` and ``.pdf`` atomically; return the paths."""
+# Size bounds of one committed figure (issue 21): every regeneration adds its files to git history.
+MAX_PNG_BYTES = 1 << 20
+MAX_PDF_BYTES = 2 << 20
+MAX_FIGURES_BYTES = 12 << 20
+
+PNG_COLOURS = 256
+"""Figures are written as palette PNGs: a quarter of the RGBA bytes, and at 256 colours with
+Floyd-Steinberg dithering stylized textures are indistinguishable at the README's width."""
+
+
+def _palette(img: Image.Image) -> Image.Image:
+    # median cut keeps the rare saturated colours of a painting that octree merges away
+    return img.convert("RGB").quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT,
+                                       dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def encode_png(img: Image.Image) -> bytes:
+    """The lean PNG encoding of a rendered figure: 256-colour palette, no metadata (byte-stable)."""
+    buf = io.BytesIO()
+    _palette(img).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _downsample_panels(fig, dpi: float) -> list[tuple]:
+    """Replace each RGB(A) image panel by a copy resampled to its size on the page at ``dpi``
+    and reduced to a 256-colour palette, shown without further interpolation: matplotlib's PDF
+    backend then embeds it as an indexed image, a third of the bytes of full RGB. Returns what
+    to restore."""
+    saved = []
+    fig.canvas.draw()  # settle the layout so the panels' extents are final
+    for ax in fig.axes:
+        for im in ax.get_images():
+            data = np.asarray(im.get_array())
+            if data.ndim != 3 or data.shape[-1] not in (3, 4):
+                continue
+            box = im.get_window_extent()
+            w = max(1, round(box.width * dpi / fig.dpi))
+            h = max(1, round(box.height * dpi / fig.dpi))
+            u8 = data if data.dtype == np.uint8 else (np.clip(data, 0, 1) * 255 + 0.5).astype(np.uint8)
+            small = Image.fromarray(u8[..., :3]).resize((w, h), Image.Resampling.LANCZOS)
+            saved.append((im, im.get_array(), im.get_interpolation()))
+            im.set_data(np.asarray(_palette(small).convert("RGB")))
+            im.set_interpolation("none")  # vector backends embed 'none' images unresampled
+    return saved
+
+
+def save_figure(fig, name: str, out_dir: str | Path, dpi: int = 100) -> dict[str, Path]:
+    """Write ``<out_dir>/<name>.png`` and ``.pdf`` atomically; return the paths.
+
+    Lean by construction (issue 21): the PNG is rendered at ``dpi`` and stored as a palette
+    image; the PDF keeps text and lines as vectors and embeds each image panel once, resampled
+    to ``dpi`` and palette-indexed. Fixed metadata keeps both byte-stable when nothing changed."""
     out_dir = Path(out_dir)
     written = {}
-    for ext in ("png", "pdf"):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    buf.seek(0)
+    with Image.open(buf) as rendered:
+        png = encode_png(rendered)
+    atomic_write_bytes(out_dir / f"{name}.png", png)
+    written["png"] = out_dir / f"{name}.png"
+    saved = _downsample_panels(fig, dpi)
+    try:
         buf = io.BytesIO()
-        # fixed metadata keeps regenerated PDFs/PNGs byte-stable when nothing changed
-        meta = {"Software": None} if ext == "png" else {"CreationDate": None, "Producer": None}
-        fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight", metadata=meta)
-        path = out_dir / f"{name}.{ext}"
-        atomic_write_bytes(path, buf.getvalue())
-        written[ext] = path
+        fig.savefig(buf, format="pdf", dpi=dpi, bbox_inches="tight", facecolor="white",
+                    metadata={"CreationDate": None, "Producer": None})
+    finally:  # the notebook's inline display keeps the full-resolution panels
+        for im, data, interpolation in saved:
+            im.set_data(data)
+            im.set_interpolation(interpolation)
+    atomic_write_bytes(out_dir / f"{name}.pdf", buf.getvalue())
+    written["pdf"] = out_dir / f"{name}.pdf"
     return written

@@ -2,9 +2,12 @@
 import json
 
 import nbformat
+import numpy as np
+import torch
+from PIL import Image
 import pytest
 
-from repro import figures, metrics, paths
+from repro import figures, metrics, paths, plots
 
 
 def test_every_notebook_matches_its_py_source():
@@ -149,3 +152,35 @@ def test_border_artifacts_score_stripes_parallel_to_the_edges():
     assert metrics.border_artifacts(batch)["score"] == pytest.approx((clean["score"] + f["score"]) / 2)
     with pytest.raises(ValueError, match="larger than"):
         metrics.border_artifacts(torch.rand(3, 20, 20))
+
+
+def test_committed_figures_stay_within_their_size_bounds():
+    """Every regeneration adds the figure files to git history (issue 21): keep each one lean."""
+    files = [p for p in paths.FIGURES.rglob("*") if p.is_file()]
+    too_big = [f"{p.relative_to(paths.ROOT)}: {p.stat().st_size / 2**20:.2f} MiB"
+               for p in files
+               if (p.suffix == ".png" and p.stat().st_size > plots.MAX_PNG_BYTES)
+               or (p.suffix == ".pdf" and p.stat().st_size > plots.MAX_PDF_BYTES)]
+    assert not too_big, f"figures over their bound (PNG {plots.MAX_PNG_BYTES >> 20} MiB, " \
+                        f"PDF {plots.MAX_PDF_BYTES >> 20} MiB): {too_big}"
+    total = sum(p.stat().st_size for p in files)
+    assert total <= plots.MAX_FIGURES_BYTES, f"figures/ holds {total / 2**20:.1f} MiB"
+
+
+def test_save_figure_writes_palette_png_and_indexed_pdf_panels_byte_stably(tmp_path):
+    noise = torch.rand(3, 300, 300, generator=torch.Generator().manual_seed(0))  # incompressible
+    fig = plots.image_grid([[noise, noise.flip(-1)]], titles=[["a", "b"]], cell=2.0)
+    original = fig.axes[0].get_images()[0].get_array().copy()
+    first = plots.save_figure(fig, "f", tmp_path, dpi=80)
+    png, pdf = first["png"].read_bytes(), first["pdf"].read_bytes()
+    with Image.open(first["png"]) as im:
+        assert im.mode == "P" and im.info.get("dpi") is None  # palette, no metadata
+        assert im.width < 2 * 2.0 * 80 + 40  # rendered at the dpi asked for
+    assert b"/Indexed" in pdf  # panels palette-indexed, a byte per pixel
+    # noise does not compress: each panel embedded at ~2 inches x 80 dpi (< 160 px), not at the
+    # 300 px source (which alone would take 2 x 300 x 300 bytes)
+    assert len(pdf) < 2 * 160 * 160 + 30_000
+    # the figure's own panels are left as they were for the inline display
+    np.testing.assert_array_equal(fig.axes[0].get_images()[0].get_array(), original)
+    again = plots.save_figure(fig, "g", tmp_path, dpi=80)
+    assert again["png"].read_bytes() == png and again["pdf"].read_bytes() == pdf
