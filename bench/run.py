@@ -153,7 +153,7 @@ def _rss() -> int:
 
 
 def _inference_model(spec: dict):
-    from repro.inference import load_generator
+    from repro.checkpoint import load_generator
     from repro.models import build_generator
 
     if spec["run"]:
@@ -431,7 +431,7 @@ def main(argv=None) -> int:
 
     from repro import data, runs
     from repro.experiments import train_generator
-    from repro.metrics import git_commit
+    from repro.runs import git_commit
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

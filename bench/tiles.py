@@ -27,7 +27,8 @@ from bench.memory import ROOT, run_child
 _CHILD = r"""
 import sys, torch
 from repro.images import load_image
-from repro.inference import load_generator, stylize
+from repro.checkpoint import load_generator
+from repro.inference import stylize
 torch.set_num_threads(2)
 model = load_generator(sys.argv[1])
 x = load_image(sys.argv[2])
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
     from repro import images, tiling
     from repro.atomic import atomic_write_json
     from repro.config import load_config
-    from repro.inference import load_generator, stylize
+    from repro.checkpoint import load_generator
+    from repro.inference import stylize
     from repro.paths import images_dir
     from repro.train import train
 

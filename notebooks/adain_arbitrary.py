@@ -46,7 +46,8 @@ import torch
 
 from repro import data, experiments, figures, gatys, images, metrics, plots
 from repro.config import to_dict
-from repro.inference import load_generator, stylize
+from repro.checkpoint import load_generator
+from repro.inference import stylize
 from repro.train import build_loss
 
 torch.manual_seed(0)

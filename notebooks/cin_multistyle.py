@@ -26,7 +26,8 @@ import torch
 
 from repro import data, experiments, figures, images, metrics, plots
 from repro.config import to_dict
-from repro.inference import load_generator, stylize
+from repro.checkpoint import load_generator
+from repro.inference import stylize
 
 torch.manual_seed(0)
 out_dir = figures.figures_dir(profile)

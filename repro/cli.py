@@ -34,7 +34,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_stylize(args) -> int:
     from repro.images import check_output_path, save_image
-    from repro.inference import load_generator, stylize
+    from repro.checkpoint import load_generator
+    from repro.inference import stylize
     from repro.models import AdaINNet
     from repro.precision import resolve_device
 

@@ -12,7 +12,7 @@ import torch
 
 from repro import config as config_mod
 from repro import images
-from repro.inference import load_generator
+from repro.checkpoint import load_generator
 from repro.train import build_loss, select_style_targets, style_images, train
 
 
@@ -131,7 +131,8 @@ print(json.dumps({"seconds": seconds, "peak_bytes": peak, "extra_bytes": peak - 
 _MEASURE = r"""
 import sys, torch
 from repro import images
-from repro.inference import load_generator, stylize
+from repro.checkpoint import load_generator
+from repro.inference import stylize
 torch.set_num_threads(int(sys.argv[3]))
 exact = sys.argv[4] == "exact"
 model = load_generator(sys.argv[1])

@@ -1,8 +1,4 @@
-"""Checkpoints and stylization with a trained generator (``repro.stylize``).
-
-A checkpoint is a plain ``torch.save`` dict, loadable with ``torch.load(weights_only=True)``:
-``{"model": state_dict, "config": plain dict, "step": int, "optimizer": ..., "rng": ...}``.
-It is written atomically (temporary file, then rename): a crash never leaves half a file.
+"""Stylization with a trained generator (``repro.stylize``, ``repro.Stylizer``).
 
 ``stylize`` applies a generator in inference mode, batch norm in eval mode (running
 statistics; the way a user applies a BN model), instance norm as always with per-image
@@ -10,105 +6,17 @@ statistics. The networks are fully convolutional: any H and W, memory grows with
 """
 from __future__ import annotations
 
-import io
-import pickle
-import zipfile
+import copy
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from repro import budget, precision, runs
+from repro import budget, precision, tiling
+from repro.checkpoint import load_generator
+from repro.images import as_image, check_resize_shorter, load_image, match_color, resize_shorter
+from repro.models import AdaINNet
 from repro.precision import resolve_device
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing pieces, truncated or not a checkpoint; names the file."""
-
-
-def model_kwargs(model_cfg) -> dict:
-    """``build_generator`` keyword arguments from a ``ModelConfig`` (or its dict)."""
-    m = model_cfg if isinstance(model_cfg, dict) else model_cfg.__dict__
-    if m["arch"] == "adain":
-        return dict(arch="adain", encoder_layer=m.get("encoder_layer", "relu3_1"),
-                    vgg_weights=m.get("encoder_weights", "auto"))
-    kw = dict(arch=m["arch"], norm=m["norm"], padding=m["padding"], width=m["width"],
-              output=m.get("output", "sigmoid"))
-    if m["arch"] == "residual":
-        kw["upsample"] = m.get("upsample", "nearest")
-    if m["arch"] == "multiscale" and m.get("noise_channels"):
-        kw["noise_channels"] = m["noise_channels"]
-    if m["norm"] == "conditional_instance":
-        kw["n_styles"] = m["n_styles"]
-    return kw
-
-
-def save_checkpoint(path, *, model, step: int, config, optimizer=None, rng=None, **extra) -> Path:
-    from repro.config import Config, to_dict
-
-    cfg = to_dict(config) if isinstance(config, Config) else dict(config)
-    state = {"model": model.state_dict(), "config": cfg, "step": int(step),
-             "generator": dict(model.config) if hasattr(model, "config") else None, **extra}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    if rng is not None:
-        state["rng"] = rng
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    runs.atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
-
-
-def load_checkpoint(path) -> dict:
-    path = Path(path)
-    if path.is_dir():  # a run directory: its final model
-        path = path / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(2, "checkpoint not found", str(path))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not zipfile.is_zipfile(path):
-            raise CheckpointError(f"{path}: not a checkpoint (not a torch.save archive: another "
-                                  "format, truncated or corrupt)") from None
-        # torch's own message suggests weights_only=False, which would run arbitrary code
-        raise CheckpointError(f"{path}: holds objects other than tensors and plain data, so it is "
-                              "not a repro checkpoint; it was not unpickled") from None
-    except Exception as e:  # truncated zip, not a torch file at all
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
-                              f"{type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{path}: not a repro checkpoint (needs 'model' and 'config' entries)")
-    for key, t in ckpt["model"].items() if isinstance(ckpt["model"], dict) else ():
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged "
-                                  "or damaged checkpoint)")
-    return ckpt
-
-
-def load_generator(checkpoint, device="cpu") -> torch.nn.Module:
-    """The generator stored in a checkpoint (or run directory), in eval mode."""
-    from repro.models import build_generator
-
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    name = checkpoint if not isinstance(checkpoint, dict) else "checkpoint"
-    kw = ckpt.get("generator") or model_kwargs(ckpt["config"]["model"])
-    try:
-        model = build_generator(**kw)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{name}: describes no generator this version can build ({e})") from None
-    expected = model.state_dict()
-    got = ckpt["model"]
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    wrong = [k for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        first = (f"{wrong[0]}: {tuple(got[wrong[0]].shape)} stored, {tuple(expected[wrong[0]].shape)} "
-                 "expected" if wrong else (missing or unexpected)[0])
-        raise CheckpointError(f"{name}: weights do not match the generator its config describes "
-                              f"({len(wrong)} of another shape, {len(missing)} missing, "
-                              f"{len(unexpected)} unexpected; e.g. {first})")
-    model.load_state_dict(got)
-    return model.to(resolve_device(device)).eval()
 
 
 def _as_style(style, device) -> torch.Tensor | None:
@@ -132,8 +40,6 @@ def _check_adain_size(img: torch.Tensor, name: str, down: int) -> None:
 
 
 def _adain_styles(style, style_size, content, preserve_color, down: int = 1) -> list[torch.Tensor]:
-    from repro.images import as_image, check_resize_shorter, load_image, match_color, resize_shorter
-
     if style is None:
         raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
@@ -162,9 +68,6 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
     by ``images.as_image``), resized first if ``size``; and whether the caller gave a single
     (3, H, W) image. With ``model``, the call's memory is estimated from the pixels, and checked
     against the budget, before anything is resized or run."""
-    from repro.images import as_image, check_resize_shorter, load_image, resize_shorter
-    from repro.models import AdaINNet
-
     if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
         raise ValueError(f"size must be a positive integer, got {size!r}")
 
@@ -195,8 +98,6 @@ def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, 
 
 def _header_shape(path) -> tuple[int, int] | None:
     """(H, W) from an image file's header (no pixel decoded), or None if PIL cannot tell."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -208,15 +109,13 @@ def _header_shape(path) -> tuple[int, int] | None:
 def _check_memory(model, name: str, h: int, w: int, n: int, device, tile, overlap,
                   decoded_pixels: int = 0) -> None:
     """Refuse, before any work, a call whose estimated memory exceeds ``repro.budget``'s."""
-    from repro.tiling import tile_pixels
-
     config = getattr(model, "config", {})
     if not config:
         return  # a module of the user's own: nothing measured to estimate from
     # the float input and output of the whole image, and the original decoded before a resize
     io_bytes = 2 * 3 * 4 * h * w * n + 3 * 4 * decoded_pixels
     if tile:
-        est = budget.generator_bytes(config, min(tile_pixels(model, tile, overlap), h * w)) + io_bytes
+        est = budget.generator_bytes(config, min(tiling.tile_pixels(model, tile, overlap), h * w)) + io_bytes
         way_out = "use a smaller --tile (Stylizer(..., tile=N))"
     else:
         est = budget.generator_bytes(config, h * w) * n + io_bytes
@@ -230,8 +129,6 @@ def _apply(fn, model, x: torch.Tensor, arbitrary: bool, style, alpha, style_weig
            preserve_color, tile=None, overlap=None) -> torch.Tensor:
     """One generator call on an (N, 3, H, W) batch already on the model's device (``tile``:
     tile by tile, ``repro.tiling``, with ``model`` itself rather than ``fn``)."""
-    from repro import tiling
-
     if arbitrary:
         styles = [s.to(x.device) for s in _adain_styles(style, style_size, x[0], preserve_color, model.down)]
         if tile:
@@ -273,8 +170,6 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
     context) with instance norm's statistics taken over the whole image (``repro.tiling``): the
     same image at bounded memory.
     """
-    from repro.models import AdaINNet
-
     if isinstance(checkpoint_or_model, torch.nn.Module):
         model = checkpoint_or_model
         was_training = model.training
@@ -286,8 +181,7 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
         raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
                          "(conditional-IN generators take mixing weights as style=)")
     if tile is not None:
-        from repro.tiling import check_tile
-        check_tile(tile, overlap)
+        tiling.check_tile(tile, overlap)
     x, single = _input_batch(image, size, dev, model=model, tile=tile, overlap=overlap)
     model.to(dev).eval()
     try:
@@ -328,17 +222,12 @@ class Stylizer:
     def __init__(self, checkpoint_or_model, *, device: str | torch.device | None = None,
                  exact: bool = False, compile: bool = True, tile: int | None = None,
                  overlap: int | None = None):
-        import copy
-
-        from repro.models import AdaINNet
-
         if isinstance(checkpoint_or_model, torch.nn.Module):
             model = checkpoint_or_model
         else:
             model = load_generator(checkpoint_or_model)
         if tile is not None:
-            from repro.tiling import check_tile
-            check_tile(tile, overlap)
+            tiling.check_tile(tile, overlap)
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
         self.device, self.exact, self.tile, self.overlap = dev, exact, tile, overlap
         self.dtype = None if exact else precision.fast_dtype(dev)

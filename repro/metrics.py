@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from repro import paths
-from repro.runs import atomic_write_json
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.ROOT,
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "repro", "configs", "notebooks"],
-                               cwd=paths.ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except Exception:
-        return ""
+from repro.runs import atomic_write_json, git_commit
 
 
 def _plain(x: Any) -> Any:

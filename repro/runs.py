@@ -24,6 +24,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -34,6 +35,18 @@ from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
 from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, to_dict
 from repro.data import sha256_file
+
+
+def git_commit() -> str:
+    """The commit the code runs from (``+dirty`` when repro/, configs/ or notebooks/ differ)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.ROOT,
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "repro", "configs", "notebooks"],
+                               cwd=paths.ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except Exception:
+        return ""
 
 
 class RunLocked(RuntimeError):

@@ -33,10 +33,10 @@ from repro import config as config_mod
 from repro import precision as precision_mod
 from repro import data, images, runs
 from repro.config import Config
-from repro.inference import (load_checkpoint, load_generator, model_kwargs, save_checkpoint,  # noqa: F401
+from repro.checkpoint import load_checkpoint, load_generator, model_kwargs, save_checkpoint
+from repro.inference import (
                              stylize)
 from repro.losses import PerceptualLoss
-from repro.metrics import git_commit
 from repro.models import build_generator
 
 
@@ -493,7 +493,7 @@ def _train_locked(cfg: Config, run: Path, device: torch.device, progress, callba
             "seconds_this_session": time.perf_counter() - t_start,
             "device": str(device), "world_size": world,
             "precision": precision_mod.name(amp_dtype),
-            "git_commit": git_commit(),
+            "git_commit": runs.git_commit(),
             "torch": torch.__version__,
         })
     _barrier(world)

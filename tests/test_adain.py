@@ -10,7 +10,8 @@ from torch import nn
 
 from repro import config as config_mod
 from repro import images, runs
-from repro.inference import load_checkpoint, load_generator, stylize
+from repro.checkpoint import load_checkpoint, load_generator
+from repro.inference import stylize
 from repro.models import AdaINNet, build_generator
 from repro.models.adain import decoder_for
 from repro.norms import mean_std
@@ -168,7 +169,7 @@ def _cli(*args):
 
 def test_cli_stylize_adain_and_its_errors(tmp_path, data_ready):
     from repro import data
-    from repro.inference import save_checkpoint
+    from repro.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = AdaINNet("relu3_1", vgg_weights="random")

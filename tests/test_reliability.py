@@ -26,7 +26,8 @@ from PIL import Image
 from repro import budget, cli, runs
 from repro import config as config_mod
 from repro.images import as_image, load_image, save_image
-from repro.inference import CheckpointError, load_generator, save_checkpoint, stylize
+from repro.checkpoint import CheckpointError, load_generator, save_checkpoint
+from repro.inference import stylize
 from repro.models import build_generator
 from repro.train import train
 from tiny import TINY, tiny

@@ -9,7 +9,8 @@ import torch
 
 from repro import config as config_mod
 from repro import runs
-from repro.inference import CheckpointError, load_checkpoint, load_generator, stylize
+from repro.checkpoint import CheckpointError, load_checkpoint, load_generator
+from repro.inference import stylize
 from repro.train import TrainingDiverged, train
 from tiny import TINY, tiny
 from tiny import cli as _cli
