@@ -18,6 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from bench.run import machine_info, machine_slug
+from repro.atomic import atomic_write_json
+from repro.experiments import MEASURE_CALL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # name: what the child builds and calls
@@ -40,13 +46,13 @@ if kind == "generator":
     from repro.models import build_generator
     from repro.inference import stylize
     model = build_generator(opts["arch"], width=float(opts["width"])).eval()
-    call = lambda img: stylize(model, img, exact=mode == "exact")
+    call = lambda img: stylize(model, img, precision="fp32" if mode == "exact" else "auto")
 elif kind == "adain":
     from repro.models import build_generator
     from repro.inference import stylize
     model = build_generator("adain", encoder_layer=opts["encoder_layer"], vgg_weights="random").eval()
     s = torch.rand(3, 256, 256)
-    call = lambda img: stylize(model, img, style=s, exact=mode == "exact")
+    call = lambda img: stylize(model, img, style=s, precision="fp32" if mode == "exact" else "auto")
 else:
     from repro import gatys
     s = torch.rand(3, 256, 256)
@@ -59,8 +65,6 @@ def run_child(setup: str, *args: str) -> dict:
     """Run ``setup`` (which defines ``x`` and ``call``) then ``repro.experiments.MEASURE_CALL``
     in a fresh process that returns freed memory to the system; its ``extra_bytes``,
     ``seconds``, ... ."""
-    from repro.experiments import MEASURE_CALL
-
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
     out = subprocess.run([sys.executable, "-c", setup + MEASURE_CALL, *args],
                          capture_output=True, text=True, env=env, cwd=ROOT)
@@ -75,11 +79,6 @@ def measure(case: str, side: int, mode: str) -> int:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from bench.run import machine_info, machine_slug
-    from repro.atomic import atomic_write_json
-
     p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="*", choices=list(CASES))
     args = p.parse_args(argv)

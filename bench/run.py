@@ -35,11 +35,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+
+from bench import reference
+from bench.reference import conv_flops, reference_for
+from repro import config, data, gatys, images, precision, runs, tasks
+from repro.atomic import replace_between
+from repro.budget import PeakRSS
+from repro.checkpoint import load_generator
+from repro.experiments import train_generator
+from repro.inference import Stylizer, stylize
+from repro.losses import PerceptualLoss
+from repro.models import build_generator
+from repro.precision import fast_dtype
+from repro.runs import git_commit
+from repro.train import resolve_precision, training_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -61,8 +74,6 @@ TRAIN_CASES = {
 
 
 def machine_info(device: torch.device) -> dict:
-    from repro import precision
-
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "native_bf16": precision.cpu_has_native_bf16()}
@@ -116,45 +127,11 @@ def _timed(fn, reps: int, device: torch.device) -> tuple[float, float, list[floa
     return first, statistics.median(times), times
 
 
-class _PeakRSS:
-    """Peak resident size of this process while the block runs, sampled every millisecond.
-
-    With glibc's default allocator, memory freed earlier in the process (loading, the warm-up
-    call) is kept and reused, so this undercounts small calls; ``repro.experiments.
-    measure_stylize`` (IN Fig. 6) measures memory in a process that returns freed blocks."""
-
-    def __enter__(self):
-        self.peak = self.start = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-
-def _rss() -> int:
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 # ---------------------------------------------------------------------------------------------
 # Inference: one variant of one case per process
 
 
 def _inference_model(spec: dict):
-    from repro.checkpoint import load_generator
-    from repro.models import build_generator
 
     if spec["run"]:
         return load_generator(spec["run"])
@@ -164,11 +141,6 @@ def _inference_model(spec: dict):
 
 def _child_inference(spec: dict) -> dict:
     """Run in a fresh process: time one variant and save its output for the PSNR."""
-    sys.path.insert(0, str(ROOT))
-    from bench.reference import conv_flops, reference_for
-    from repro import images
-    from repro.inference import Stylizer, stylize
-
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     model = _inference_model(spec).to(device)
@@ -184,7 +156,6 @@ def _child_inference(spec: dict) -> dict:
     elif variant == "ours (one-shot)":
         def fn():
             return stylize(model, x)
-        from repro.precision import fast_dtype
         dtype = fast_dtype(device)
     else:
         st = Stylizer(model)
@@ -194,7 +165,7 @@ def _child_inference(spec: dict) -> dict:
         dtype = st.dtype
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with _PeakRSS() as mem:
+    with PeakRSS(interval=0.001) as mem:
         first, median, times = _timed(fn, spec["reps"], device)
     y = fn().float().clamp(0, 1).cpu()
     torch.save(y, spec["out"])
@@ -223,11 +194,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, device,
                     psnr_photos) -> list[dict]:
-    from repro import images
-    from repro.inference import Stylizer
 
-    sys.path.insert(0, str(ROOT))
-    from bench.reference import reference_for
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,35 +237,24 @@ def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, de
 
 
 def bench_training(names, reps: int, device) -> list[dict]:
-    sys.path.insert(0, str(ROOT))
-    from bench import reference
-    from repro import precision
-    from repro.losses import PerceptualLoss
-    from repro.models import build_generator
-    from repro.vgg import LossNetwork
-
     rows = []
     for name in names:
         c = TRAIN_CASES[name]
         torch.manual_seed(0)
         gen = build_generator(c["arch"], width=c["width"]).to(device)
-        net = LossNetwork(c["content"] + c["style"], weights=c["weights"]).to(device)
-        loss_fn = PerceptualLoss(c["content"], c["style"], style_weight=c["sw"],
-                                 loss_network=net).to(device)
-        style = torch.rand(1, 3, 256, 256, device=device)
-        targets = loss_fn.compute_style_targets(style)
+        cfg = config.load_config("cpu", [
+            f"model.arch={c['arch']}", f"model.width={c['width']}", f"loss.vgg_weights={c['weights']}",
+            f"loss.content_layers=[{','.join(c['content'])}]", f"loss.style_layers=[{','.join(c['style'])}]",
+            f"loss.style_weight={c['sw']}"])
+        task = tasks.SingleStyle(cfg, device, train=False)  # the trainer's task, starry_night's targets
+        net = task.loss_fn.loss_network
+        style = tasks.style_images(cfg).to(device)
         x = torch.rand(c["batch"], 3, c["size"], c["size"], device=device)
         opt = torch.optim.Adam(gen.parameters(), 1e-3)
-        amp = precision.resolve_precision("auto", device)
-        amp = None if amp == torch.float16 else amp  # as repro.train.resolve_precision
+        amp = resolve_precision("auto", device)
 
-        def ours():  # the trainer's step (repro/train.py), for a single-style generator
-            with precision.autocast(device, amp):
-                y = gen(x)
-                terms = loss_fn(y.float(), x, style_targets=targets)
-            opt.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            opt.step()
+        def ours():  # the trainer's own step
+            training_step(gen, task, opt, {"x": x}, amp)
 
         ref_gen = reference.reference_for(gen).to(device).train()
         ref_gen.requires_grad_(True)
@@ -325,11 +281,6 @@ def bench_training(names, reps: int, device) -> list[dict]:
 
 
 def bench_gatys(sizes, steps: int, device) -> list[dict]:
-    sys.path.insert(0, str(ROOT))
-    from bench import reference
-    from repro import data, gatys, images
-    from repro.losses import PerceptualLoss
-
     rows = []
     for size in sizes:
         content = images.load_image(data.content_path("tubingen"), size=size)
@@ -401,14 +352,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def update_readme(res: dict, readme: Path) -> None:
-    from repro import runs
-
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} section for the benchmark table")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    runs.atomic_write_bytes(readme, (head + START + "\n" + table(res) + "\n" + END + tail).encode())
+    replace_between(readme, START, END, "\n" + table(res) + "\n")
 
 
 def main(argv=None) -> int:
@@ -429,9 +373,6 @@ def main(argv=None) -> int:
         print(json.dumps(_child_inference(json.loads(args.child))))
         return 0
 
-    from repro import data, runs
-    from repro.experiments import train_generator
-    from repro.runs import git_commit
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

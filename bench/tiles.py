@@ -23,6 +23,14 @@ from pathlib import Path
 import torch
 
 from bench.memory import ROOT, run_child
+from bench.run import machine_info, machine_slug
+from repro import images, tiling
+from repro.atomic import atomic_write_json
+from repro.checkpoint import load_generator
+from repro.config import load_config
+from repro.inference import stylize
+from repro.paths import images_dir
+from repro.train import train
 
 _CHILD = r"""
 import sys, torch
@@ -42,15 +50,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv=None) -> int:
-    from bench.run import machine_info, machine_slug
-    from repro import images, tiling
-    from repro.atomic import atomic_write_json
-    from repro.config import load_config
-    from repro.checkpoint import load_generator
-    from repro.inference import stylize
-    from repro.paths import images_dir
-    from repro.train import train
-
     p = argparse.ArgumentParser(prog="python -m bench.tiles", description=__doc__.splitlines()[0])
     p.add_argument("run", nargs="?", help="run directory or checkpoint (default: the cpu profile's)")
     args = p.parse_args(argv)
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
     for path in sorted((images_dir() / "hires").glob("*.jpg")):
         x = images.load_image(path)
         t = time.perf_counter()
-        whole = stylize(model, x, exact=True)
+        whole = stylize(model, x, precision="fp32")
         row = {"size": list(x.shape[-2:]), "whole_s": time.perf_counter() - t}
         for name in ("whole", "tile"):
             t = time.perf_counter()

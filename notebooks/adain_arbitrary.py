@@ -44,28 +44,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from repro import data, experiments, figures, gatys, images, metrics, plots
+from repro import data, experiments, figures, gatys, images, tasks
 from repro.config import to_dict
-from repro.checkpoint import load_generator
+from repro.figures import plots
 from repro.inference import stylize
-from repro.train import build_loss
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
 heldout = data.content_paths("test")[:n_heldout]
-rec = metrics.FigureRecord("adain_arbitrary", profile, title="AdaIN: arbitrary styles",
+rec = figures.FigureRecord("adain_arbitrary", profile, title="AdaIN: arbitrary styles",
                            params=dict(unseen=unseen, photos=photos, alphas=alphas, mix=mix,
                                        mix_weights=mix_weights, gatys_steps=gatys_steps,
                                        style_ratio_bound=style_ratio_bound,
                                        content_ratio_bound=content_ratio_bound))
 
 run = experiments.train_generator(profile, arch="adain", progress=False)
-cfg = experiments.generator_config(profile, arch="adain")
+cfg = run.config
 seen = {s for s in cfg.data.style}
 assert not seen & set(unseen + mix + [color_style]), "the shown styles must be unseen in training"
 size, style_size = cfg.data.test_size, cfg.data.style_size
-model = load_generator(run)
-yardstick = build_loss(cfg, torch.device("cpu"))   # AdaIN's own loss: mean/std style, content at the encoder layer
+model = run.load_model()
+yardstick = tasks.build_loss(cfg)   # AdaIN's own loss: mean/std style, content at the encoder layer
 rec.params["train_config"] = to_dict(cfg)
 
 # %%
@@ -94,8 +92,8 @@ for style in unseen:
     for i, p in enumerate(heldout):
         x = images.load_image(p, size=size)
         # scored in exact fp32, so the numbers do not depend on this machine's bf16 support
-        outs = {"AdaIN": stylize(model, x, style=s, exact=True),
-                "per-style generator": stylize(per_style, x, exact=True),
+        outs = {"AdaIN": stylize(model, x, style=s, precision="fp32"),
+                "per-style generator": stylize(per_style, x, precision="fp32"),
                 "content photo": x}
         if i < gatys_photos:
             outs["Gatys et al."] = gatys_result(x, s, (style, p.stem))
@@ -165,8 +163,8 @@ rows.append([crop(im) for im in color_row])
 titles.append(["content", "style", "AdaIN", "AdaIN, colour preserved"])
 # 2-inch cells keep this 38-panel figure under the 1 MB PNG bound (plots.MAX_PNG_BYTES)
 fig = plots.image_grid(rows, titles=titles, cell=2.0, fontsize=8)
-plots.save_figure(fig, "adain_arbitrary", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "adain_arbitrary", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

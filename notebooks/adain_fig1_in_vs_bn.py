@@ -30,12 +30,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from repro import experiments, figures, metrics, plots, runs
+from repro import experiments, figures, metrics
 from repro.config import to_dict
+from repro.figures import plots
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
-rec = metrics.FigureRecord("adain_fig1_in_vs_bn", profile, title="IN vs BN on normalized images",
+rec = figures.FigureRecord("adain_fig1_in_vs_bn", profile, title="IN vs BN on normalized images",
                            params=dict(style=style, normalizing_style=normalizing_style, seeds=seeds,
                                        last_fraction=last_fraction, window=window))
 
@@ -56,8 +56,8 @@ for panel, overrides in panels.items():
         for seed in seeds:
             choice = dict(norm=norm, style=style, overrides=overrides + [f"train.seed={seed}"])
             run = experiments.train_generator(profile, progress=False, **choice)
-            cfg = to_dict(experiments.generator_config(profile, **choice))
-            rows = runs.metrics(run)
+            cfg = to_dict(run.config)
+            rows = run.metrics()
             steps = np.array([r["step"] for r in rows])
             # the logged terms are weighted; the paper plots the style loss itself
             loss = np.array([r["style"] for r in rows]) / cfg["loss"]["style_weight"]
@@ -126,8 +126,8 @@ axes[0].set_ylim(0, 1.15 * max(float(np.max(v)) for v in late if len(v)))
 axes[0].set_ylabel("style loss (training)")
 axes[0].legend()
 fig.tight_layout()
-plots.save_figure(fig, "adain_fig1_in_vs_bn", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "adain_fig1_in_vs_bn", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

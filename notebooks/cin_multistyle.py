@@ -24,26 +24,24 @@ close_bound = 1.5
 import matplotlib.pyplot as plt
 import torch
 
-from repro import data, experiments, figures, images, metrics, plots
+from repro import data, experiments, figures, images
 from repro.config import to_dict
-from repro.checkpoint import load_generator
+from repro.figures import plots
 from repro.inference import stylize
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
 heldout = data.content_paths("test")[:n_heldout]
-rec = metrics.FigureRecord("cin_multistyle", profile, title="conditional IN: N styles in one network",
+rec = figures.FigureRecord("cin_multistyle", profile, title="conditional IN: N styles in one network",
                            params=dict(styles=styles, photos=photos, mix_weights=mix_weights,
                                        close_bound=close_bound, train_overrides=train_overrides))
 choice = dict(arch="residual", norm="conditional_instance", style=styles, overrides=train_overrides)
 run = experiments.train_generator(profile, progress=False, **choice)
-cfg = experiments.generator_config(profile, **choice)
+cfg = run.config
 rec.params["train_config"] = to_dict(cfg)
 size = cfg.data.test_size
-model = load_generator(run)
+model = run.load_model()
 
 # %%
-single_cfg = experiments.generator_config(profile, arch="residual", norm="instance", style=styles[0])
 for k, style in enumerate(styles):
     single = experiments.train_generator(profile, arch="residual", norm="instance", style=style, progress=False)
     one = experiments.heldout_losses(single, heldout, size)
@@ -57,7 +55,7 @@ for k, style in enumerate(styles):
               f"content photo {one['content_image_style']:.3g}",
               holds=ratio <= close_bound, paper="Dumoulin et al. 2017", assert_at=("paper",))
 rec.deviation(f"{len(styles)} styles, {cfg.optim.steps} steps (each style sees about 1/{len(styles)} of "
-              f"the batch), single-style networks {single_cfg.optim.steps} steps; residual generator at "
+              f"the batch), single-style networks {single.config.optim.steps} steps; residual generator at "
               f"width {cfg.model.width} (Dumoulin et al.: 32 styles, 40k steps, VGG-16)")
 if profile == "cpu":
     rec.note("The per-style claims are asserted at the paper profile only: at cpu scale they are fragile. "
@@ -87,8 +85,8 @@ for w in mix_weights:
 rows.append(mix_row)
 titles.append([f"{w:g} / {1 - w:g}" for w in mix_weights])
 fig = plots.image_grid(rows, titles=titles, cell=2.4, fontsize=8)
-plots.save_figure(fig, "cin_multistyle", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "cin_multistyle", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

@@ -25,12 +25,12 @@ style_layers = ["relu1_1", "relu2_1", "relu3_1"]
 import torch
 import matplotlib.pyplot as plt
 
-from repro import data, figures, gatys, images, metrics, plots
+from repro import data, figures, gatys, images
+from repro.figures import plots
 from repro.losses import PerceptualLoss, style_content_losses
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
-rec = metrics.FigureRecord("in_fig1_gatys", profile, title="Gatys et al. stylization",
+rec = figures.FigureRecord("in_fig1_gatys", profile, title="Gatys et al. stylization",
                            params=dict(content=content, style=style, size=size, steps=steps,
                                        style_weight=style_weight, content_layers=content_layers,
                                        style_layers=style_layers))
@@ -81,8 +81,8 @@ ax.set_xlabel("L-BFGS step")
 ax.set_title("loss (unweighted)")
 ax.legend()
 fig.tight_layout()
-plots.save_figure(fig, "in_fig1_gatys", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig1_gatys", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

@@ -27,12 +27,12 @@ init = "content"
 import torch
 import matplotlib.pyplot as plt
 
-from repro import data, figures, gatys, images, metrics, plots
+from repro import data, figures, gatys, images, metrics
+from repro.figures import plots
 from repro.losses import PerceptualLoss
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
-rec = metrics.FigureRecord("in_fig2_contrast", profile, title="contrast invariance",
+rec = figures.FigureRecord("in_fig2_contrast", profile, title="contrast invariance",
                            params=dict(contents=contents, style=style, factors=factors, size=size,
                                        steps=steps, style_weight=style_weight, init=init))
 rec.deviation("contrast measured as RMS luminance contrast over several content images and "
@@ -105,8 +105,8 @@ ax.set_xlabel("contrast factor")
 ax.set_ylabel("output RMS contrast")
 ax.legend(fontsize=7)
 fig.tight_layout()
-plots.save_figure(fig, "in_fig2_contrast", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig2_contrast", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

@@ -30,15 +30,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from repro import data, experiments, figures, gatys, images, metrics, plots
+from repro import data, experiments, figures, gatys, images, metrics
 from repro.config import to_dict
+from repro.figures import plots
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
 heldout = data.content_paths("test")[:n_heldout]
 variants = {"zero padding + BN": ("zero", "batch"), "replicate padding + BN": ("replicate", "batch"),
             "zero padding + IN": ("zero", "instance")}
-rec = metrics.FigureRecord("in_fig3_padding", profile, title="padding artifacts",
+rec = figures.FigureRecord("in_fig3_padding", profile, title="padding artifacts",
                            params=dict(style=style, variants=variants, band=band, show=show,
                                        train_overrides=train_overrides))
 
@@ -47,7 +47,7 @@ excess, shown = {}, {}
 for label, (padding, norm) in variants.items():
     choice = dict(arch="multiscale", norm=norm, padding=padding, style=style, overrides=train_overrides)
     run = experiments.train_generator(profile, progress=False, **choice)
-    cfg = to_dict(experiments.generator_config(profile, **choice))
+    cfg = to_dict(run.config)
     size = cfg["data"]["test_size"]
     photos = [images.load_image(p, size=size) for p in heldout]
     outs = experiments.stylize_paths(run, heldout, size)
@@ -96,8 +96,8 @@ cells = [[content, style_img, g.image], [shown[k] for k in variants]]
 titles = [["content", "style", "Gatys et al."],
           [f"{k}\nborder excess {mean[k]:.2f}" for k in variants]]
 fig = plots.image_grid(cells, titles=titles, cell=3.2)
-plots.save_figure(fig, "in_fig3_padding", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig3_padding", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

@@ -17,13 +17,13 @@ ratio_bound = 0.5        # "well below": at most this fraction of the photo's ow
 import matplotlib.pyplot as plt
 import torch
 
-from repro import data, experiments, figures, images, metrics, plots
+from repro import data, experiments, figures, images
 from repro.config import to_dict
+from repro.figures import plots
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
 heldout = data.content_paths("test")[:n_heldout]
-rec = metrics.FigureRecord("in_fig4_gallery", profile, title="IN stylization gallery",
+rec = figures.FigureRecord("in_fig4_gallery", profile, title="IN stylization gallery",
                            params=dict(styles=styles, photos=photos, ratio_bound=ratio_bound))
 
 # %%
@@ -32,7 +32,7 @@ shown_paths = [data.content_path(p) for p in photos]
 for style in styles:
     run = experiments.train_generator(profile, arch="residual", norm="instance", style=style,
                                       progress=False)
-    cfg = to_dict(experiments.generator_config(profile, arch="residual", norm="instance", style=style))
+    cfg = to_dict(run.config)
     size = cfg["data"]["test_size"]
     res = experiments.heldout_losses(run, heldout, size)
     ratios[style] = res["style"] / res["content_image_style"]
@@ -54,8 +54,8 @@ rec.deviation(f"{cfg['optim']['steps']} steps at {cfg['data']['image_size']} px 
 # %%
 photos_row = [None] + [images.center_crop(images.load_image(p, size=size), size) for p in shown_paths]
 fig = plots.image_grid([photos_row] + cells, titles=[[""] + photos] + titles, cell=2.6)
-plots.save_figure(fig, "in_fig4_gallery", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig4_gallery", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

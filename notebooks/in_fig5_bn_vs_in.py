@@ -21,13 +21,13 @@ show = ["karya", "tubingen"]          # held-out photos shown in the grid
 import matplotlib.pyplot as plt
 import torch
 
-from repro import data, experiments, figures, metrics, plots, runs
+from repro import data, experiments, figures, metrics
 from repro.config import to_dict
+from repro.figures import plots
 
 torch.manual_seed(0)
-out_dir = figures.figures_dir(profile)
 heldout = data.content_paths("test")[:n_heldout]
-rec = metrics.FigureRecord("in_fig5_bn_vs_in", profile, title="BN vs IN, both generators",
+rec = figures.FigureRecord("in_fig5_bn_vs_in", profile, title="BN vs IN, both generators",
                            params=dict(style=style, archs=archs, show=show))
 
 # %%
@@ -35,7 +35,7 @@ results, trained = {}, {}
 for arch in archs:
     for norm in ("batch", "instance"):
         run = experiments.train_generator(profile, arch=arch, norm=norm, style=style, progress=False)
-        cfg = to_dict(experiments.generator_config(profile, arch=arch, norm=norm, style=style))
+        cfg = to_dict(run.config)
         size = cfg["data"]["test_size"]
         trained[arch, norm] = run
         results[arch, norm] = experiments.heldout_losses(run, heldout, size)
@@ -48,14 +48,9 @@ rec.deviation(f"{cfg['optim']['steps']} Adam steps, batch {cfg['optim']['batch_s
 rec.deviation("style layers relu1_1..relu3_1, content " + ",".join(cfg["loss"]["content_layers"]) +
               " on the normalised VGG-19 (paper: up to relu4_1/relu5_1, content relu4_2)")
 if profile == "cpu":
-    rec.note("How the cpu profile was tuned (configs/cpu.yaml has the full log): starry_night, 400 steps, "
-             "held-out style loss at 256 px. The residual generator at full width with nearest upsampling "
-             "left a diagonal hatch (style weight 30: 2.07, yellow wash; 10: 2.30); transposed "
-             "upsampling reached 0.87 but drew 2-3 px stripes; at half width (16/32/64 channels, as "
-             "fast-neural-style's IN models) it reached 0.86 with readable content and no grid, in 97 s. "
-             "Style weight 10 keeps the content; 30 washes it out. Content at relu2_2 (relu3_1: 2.71, "
-             "worse content); max pooling in VGG (average: a blocky grid); lr 1e-3 (5e-3 collapses to "
-             "a flat image); sigmoid output (linear: 15.7). bf16 autocast: 0.22 s/step vs 0.27 s in fp32.")
+    rec.note("The cpu profile's settings (half-width residual generator, style weight 10, content at "
+             "relu2_2, sigmoid output, lr 1e-3) were tuned on starry_night by this figure's held-out style "
+             "loss; configs/cpu.yaml keeps the log of what was tried.")
 
 for arch in archs:
     bn, inn = results[arch, "batch"]["style"], results[arch, "instance"]["style"]
@@ -82,8 +77,8 @@ for norm in ("batch", "instance"):
     cells.append(row)
 titles = [[f"{a}, {n}: style {results[a, n]['style']:.3g}" for a in archs] for n in ("batch", "instance")]
 fig = plots.image_grid(cells, titles=titles, row_labels=["BN", "IN"], cell=4.0)
-plots.save_figure(fig, "in_fig5_bn_vs_in", out_dir)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig5_bn_vs_in", rec.out_dir)
+rec.save()
 plt.show()
 
 # %%

@@ -17,12 +17,11 @@ threads = 2
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 
-from repro import data, experiments, figures, images, metrics, plots
+from repro import data, experiments, figures, images
+from repro.figures import plots
 
-out_dir = figures.figures_dir(profile)
-rec = metrics.FigureRecord("in_fig6_resolution", profile, title="multi-resolution",
+rec = figures.FigureRecord("in_fig6_resolution", profile, title="multi-resolution",
                            params=dict(style=style, photo=photo, sizes=sizes, threads=threads))
 run = experiments.train_generator(profile, arch="residual", norm="instance", style=style, progress=False)
 source = data.hires_path(photo)
@@ -30,7 +29,7 @@ source = data.hires_path(photo)
 # %%
 # the default (fast) path, as a user runs it; exact fp32 recorded beside it (bench/ has more)
 measured = {s: experiments.measure_stylize(run, source, s, threads) for s in sizes}
-exact = {s: experiments.measure_stylize(run, source, s, threads, exact=True) for s in sizes}
+exact = {s: experiments.measure_stylize(run, source, s, threads, precision="fp32") for s in sizes}
 outs = {s: experiments.stylize_paths(run, [source], s)[0] for s in sizes}
 lo, hi = sizes[0], sizes[-1]
 pix = (hi / lo) ** 2
@@ -63,8 +62,8 @@ fig = plots.image_grid([[outs[s] for s in sizes] + [zoom]],
                        titles=[[f"{s} px: {measured[s]['seconds']:.2f} s, "
                                 f"{measured[s]['extra_bytes'] / 2**20:.0f} MiB" for s in sizes]
                                + [f"{hi} px, centre {win} px, x{cell * dpi / win:.1f}"]], cell=cell)
-plots.save_figure(fig, "in_fig6_resolution", out_dir, dpi=dpi)
-rec.save(out_dir)
+plots.save_figure(fig, "in_fig6_resolution", rec.out_dir, dpi=dpi)
+rec.save()
 plt.show()
 
 # %%

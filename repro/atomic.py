@@ -43,3 +43,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def replace_between(path: str | Path, start: str, end: str, text: str) -> None:
+    """Rewrite, atomically, what lies between the first ``start`` marker of a text file and the
+    first ``end`` marker after it (both kept): how the README's generated tables (figures,
+    benchmark) are refreshed without touching the prose around them."""
+    path = Path(path)
+    content = path.read_text()
+    head, found, rest = content.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise ValueError(f"{path} has no {start} ... {end} section to refresh")
+    atomic_write_bytes(path, (head + start + text + end + tail).encode())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 import torch
 
@@ -92,3 +93,39 @@ def check(estimate: int, what: str, way_out: str, device: torch.device | str = "
                   else "80% of the memory available now")
         raise MemoryBudgetError(f"{what} needs about {_gb(estimate)}, more than the budget of "
                                 f"{_gb(budget)} ({source}); {way_out}")
+
+
+def resident_bytes() -> int:
+    """This process's resident size now (Linux ``/proc``; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource  # POSIX only, and only needed off Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakRSS:
+    """The peak resident size while a block runs, sampled every ``interval`` seconds by a thread:
+    ``start`` (before), ``peak``. Measures a call in-process (``bench``) and in a fresh child
+    (``experiments.measure_stylize``, whose allocator returns freed blocks so ``peak - start``
+    follows the live tensors)."""
+
+    def __init__(self, interval: float = 0.0005):
+        self.interval = interval
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self.start = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, resident_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())

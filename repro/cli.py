@@ -10,19 +10,25 @@ import math
 import os
 import sys
 
+from repro import data, gatys
+from repro.checkpoint import load_generator
+from repro.config import load_config
+from repro.data import DataError
+from repro.images import check_output_path, save_image
+from repro.inference import stylize
+from repro.models import AdaINNet
+from repro.precision import PRECISIONS, resolve_device
+from repro.runs import RunLocked
+from repro.train import train
+
 
 def _cmd_data(args) -> int:
-    from repro import data
-
     data.fetch(mirror=args.mirror, dest=args.dest, download=args.download or None,
                verbose=not args.quiet)
     return 0
 
 
 def _cmd_train(args) -> int:
-    from repro.config import load_config
-    from repro.train import train
-
     cfg = load_config(args.config, args.set)
     run = train(cfg, progress=False if args.no_progress else None, wait=not args.no_wait)
     # the last line of output: scripts read the run directory from it (under torchrun only
@@ -33,12 +39,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_stylize(args) -> int:
-    from repro.images import check_output_path, save_image
-    from repro.checkpoint import load_generator
-    from repro.inference import stylize
-    from repro.models import AdaINNet
-    from repro.precision import resolve_device
-
     # everything that can be checked is checked before the model is loaded or a pixel computed
     check_output_path(args.output, [args.input, args.checkpoint, *(args.style or [])], "OUTPUT")
     device = resolve_device(args.device)
@@ -60,7 +60,7 @@ def _cmd_stylize(args) -> int:
             raise ValueError("--style-index is for conditional-IN generators; an AdaIN model takes --style")
         out = stylize(model, image, size=args.size, style=args.style, style_weights=weights,
                       alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size,
-                      exact=args.exact, tile=args.tile)
+                      precision=args.precision, exact=args.exact, tile=args.tile)
     else:
         if args.style or args.alpha != 1.0 or args.preserve_color:
             raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
@@ -68,19 +68,16 @@ def _cmd_stylize(args) -> int:
         if args.style_index is not None and weights is not None:
             raise ValueError("give --style-index or --style-weights, not both")
         style = args.style_index if args.style_index is not None else weights
-        out = stylize(model, image, size=args.size, style=style, exact=args.exact, tile=args.tile)
+        out = stylize(model, image, size=args.size, style=style, precision=args.precision,
+                      exact=args.exact, tile=args.tile)
     save_image(out, args.output)
     print(args.output)
     return 0
 
 
 def _cmd_gatys(args) -> int:
-    from repro.gatys import stylize
-    from repro.images import check_output_path, save_image
-    from repro.precision import resolve_device
-
     check_output_path(args.output, [args.content, args.style], "OUTPUT")
-    result = stylize(args.content, args.style, steps=args.steps, optimizer=args.optimizer,
+    result = gatys.stylize(args.content, args.style, steps=args.steps, optimizer=args.optimizer,
                      init=args.init, size=args.size, style_weight=args.style_weight,
                      content_weight=args.content_weight, tv_weight=args.tv_weight,
                      progress=not args.no_progress, device=resolve_device(args.device))
@@ -92,7 +89,9 @@ def _cmd_gatys(args) -> int:
 
 
 def _cmd_figures(args) -> int:
-    from repro.figures import FigureError, run_figures
+    # imported here: papermill and jupytext load nbformat's JSON schemas, seconds that every other
+    # command would pay
+    from repro.figures.pipeline import FigureError, run_figures
 
     try:
         timings = run_figures(args.profile, args.only or None)
@@ -104,7 +103,7 @@ def _cmd_figures(args) -> int:
 
 
 def _cmd_notebooks(args) -> int:
-    from repro.figures import rebuild_notebooks
+    from repro.figures.pipeline import rebuild_notebooks  # see _cmd_figures
 
     for p in rebuild_notebooks(args.only or None, execute=not args.no_execute):
         print(p)
@@ -164,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stylize in overlapping tiles of N px with instance norm's statistics "
                     "taken over the whole image: the same result at bounded memory (huge images)")
     st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    st.add_argument("--exact", action="store_true",
-                    help="plain fp32 (default: bf16 autocast where the hardware has native bf16)")
+    st.add_argument("--precision", default="auto", choices=PRECISIONS,
+                    help="auto (default): bf16 autocast where the hardware has native bf16, else "
+                    "fp32; fp32: exact")
+    st.add_argument("--exact", action="store_true", help="the same as --precision fp32")
     st.set_defaults(func=_cmd_stylize)
 
     g = sub.add_parser("gatys", help="optimization-based stylization (Gatys et al. 2016)",
@@ -176,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("output", help="where to write the result (PNG or JPEG)")
     g.add_argument("--size", type=int, default=256, help="shorter side of both images (default 256)")
     g.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
-    g.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
-    g.add_argument("--init", default="content", choices=["content", "noise"])
+    g.add_argument("--optimizer", default="lbfgs", choices=gatys.OPTIMIZERS)
+    g.add_argument("--init", default="content", choices=gatys.INITS)
     g.add_argument("--style-weight", type=float, default=100.0, help="default 100 (IN Fig. 1 at cpu)")
     g.add_argument("--content-weight", type=float, default=1.0)
     g.add_argument("--tv-weight", type=float, default=0.0)
@@ -203,12 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Exceptions that mean "the user gave bad input": reported in one line.
 def _user_errors():
-    from repro.data import DataError
-
     # ConfigError, CheckpointError, ImageLoadError are ValueErrors; TrainingDiverged is a
     # FloatingPointError with the run directory in its message.
-    from repro.runs import RunLocked
-
     errors = [DataError, FileNotFoundError, ValueError, PermissionError, FloatingPointError,
               RunLocked, OSError]  # OSError: read-only or full disks, paths that are folders
     return tuple(errors)

@@ -7,7 +7,9 @@ config (``to_dict(cfg)``) is what a run directory stores and what its hash is co
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,13 @@ from typing import Any
 import yaml
 
 from repro import paths
+from repro.data import TRANSFORMS
+from repro.losses import STYLE_STATS
+from repro.models import ARCHS, OUTPUTS, PADDINGS
+from repro.models.residual import UPSAMPLES
+from repro.norms import NORM_KINDS
+from repro.precision import PRECISIONS
+from repro.vgg import POOLS, VGG_ARCHS, WEIGHTS
 
 
 class ConfigError(ValueError):
@@ -186,16 +195,8 @@ def _yaml_problem(e: Exception) -> str:
     return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
 
 
-def _read_yaml(path: Path):
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
-
-
 def profile_path(profile: str | Path) -> Path:
+    """``configs/<profile>.yaml`` for a profile name, or a ``.yaml`` path as given."""
     p = Path(profile)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
@@ -208,24 +209,58 @@ def profile_path(profile: str | Path) -> Path:
     return p
 
 
+@functools.lru_cache(maxsize=32)
+def _parse_profile(path: Path, stamp: tuple[int, ...]) -> dict:
+    """One parse per file version (``stamp``: device, inode, mtime, size): an edited file is re-read."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return doc
+
+
+def read_profile(profile: str | Path) -> dict:
+    """The whole YAML document of a profile: the one reader behind the training config, the
+    per-architecture defaults, the notebooks' parameters and the figures folder. Cached; a
+    fresh copy each call, so a caller may change it."""
+    path = profile_path(profile)
+    st = path.stat()
+    return copy.deepcopy(_parse_profile(path, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)))
+
+
 def profile_section(profile: str | Path, name: str) -> dict:
-    """A top-level section of a profile file other than ``train_defaults`` (``{}`` if absent)."""
-    doc = _read_yaml(profile_path(profile))
-    section = doc.get(name, {}) if isinstance(doc, dict) else {}
+    """A top-level section of a profile other than ``train_defaults`` (``{}`` if absent):
+    ``arch_defaults``, ``notebooks`` (papermill parameters per figure notebook), ``figures``."""
+    section = read_profile(profile).get(name) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{profile_path(profile)}: section {name!r} must be a mapping")
-    return section or {}
+    return section
+
+
+def figures_dir(profile: str | Path) -> Path:
+    """Where a profile's figure notebooks write ``<figure>.png/.pdf/.json`` and REPORT.md: its
+    ``figures: {dir: ...}``, relative to the repository root (default ``figures/<profile>``)."""
+    where = profile_section(profile, "figures").get("dir") or Path("figures") / Path(profile).stem
+    return paths.ROOT / where
+
+
+def refreshes_readme(profile: str | Path) -> bool:
+    """Whether a profile's figures are the README's (``figures: {readme: true}``; only ``cpu``)."""
+    return bool(profile_section(profile, "figures").get("readme", False))
 
 
 def load_config(profile: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
     """Defaults <- ``configs/<profile>.yaml`` (its ``train_defaults`` section, if present) <- overrides."""
     cfg = Config()
     if profile is not None:
-        path = profile_path(profile)
-        doc = _read_yaml(path)
-        section = doc.get("train_defaults", doc) if isinstance(doc, dict) else None
+        doc = read_profile(profile)
+        section = doc.get("train_defaults", doc)
         if not isinstance(section, dict):
-            raise ConfigError(f"{path}: expected a mapping")
+            raise ConfigError(f"{profile_path(profile)}: expected a mapping")
         _merge(cfg, section)
     return apply_overrides(cfg, overrides)
 
@@ -255,19 +290,19 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-_CHOICES = {
-    "model.arch": ("residual", "multiscale", "adain"),
-    "model.norm": ("instance", "batch", "none", "conditional_instance"),
-    "model.padding": ("zero", "reflect", "replicate"),
-    "model.upsample": ("nearest", "transposed"),
-    "model.output": ("sigmoid", "linear"),
-    "data.transform": ("none", "equalize", "stylize"),
-    "loss.style_stat": ("gram", "meanstd"),
-    "loss.vgg_arch": ("vgg16", "vgg19"),
-    "loss.vgg_weights": ("auto", "normalised", "imagenet", "random"),
-    "model.encoder_weights": ("auto", "normalised", "imagenet", "random"),
-    "loss.vgg_pool": ("max", "avg"),
-    "train.precision": ("auto", "fp32", "bf16"),
+_CHOICES = {  # each vocabulary is owned by the module that implements it
+    "model.arch": ARCHS,
+    "model.norm": NORM_KINDS,
+    "model.padding": tuple(PADDINGS),
+    "model.upsample": UPSAMPLES,
+    "model.output": OUTPUTS,
+    "data.transform": TRANSFORMS,
+    "loss.style_stat": STYLE_STATS,
+    "loss.vgg_arch": VGG_ARCHS,
+    "loss.vgg_weights": WEIGHTS,
+    "model.encoder_weights": WEIGHTS,
+    "loss.vgg_pool": POOLS,
+    "train.precision": PRECISIONS,
 }
 
 

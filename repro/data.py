@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from repro import paths
+from repro import images, paths
 from repro.atomic import atomic_write_bytes
 
 # Raw file URL of a public repository at a commit; the manifests name repository, commit, path.
@@ -310,15 +310,36 @@ def hires_path(name: str) -> Path:
     return _by_name("hires", name)
 
 
+TRANSFORMS = ("none", "equalize", "stylize")
+"""What is done to each training photo first (``data.transform``; AdaIN Fig. 1b/1c):
+nothing, luminance histogram equalization, or stylization by a trained generator."""
+
+
+def names_a_file(entry: str) -> bool:
+    """How configs name images: an entry with a suffix (``me.jpg``) is a file path, one
+    without (``starry_night``) a data/ image."""
+    return bool(Path(entry).suffix)
+
+
+def image_path(entry: str, kind: str) -> Path:
+    """The file a config entry names: a path as given, else the ``kind`` ("style" or
+    "content") image of that name."""
+    if names_a_file(entry):
+        if not Path(entry).is_file():
+            raise FileNotFoundError(2, "image file not found", entry)
+        return Path(entry)
+    return style_path(entry) if kind == "style" else content_path(entry)
+
 
 # ---------------------------------------------------------------------------------------------
 # Training crops
 
 
-class ContentCrops:
-    """Content photos held in memory, sampled as random crops (the trainer's data).
+class RandomCrops:
+    """Images held in memory, sampled as random crops: the trainer's photos, and AdaIN's
+    paintings.
 
-    The photos are few (Texture Networks used 16), so they are decoded once, resized to
+    The images are few (Texture Networks used 16 photos), so they are decoded once, resized to
     ``content_size`` on the shorter side, optionally transformed (``transform(img) -> img``,
     e.g. histogram equalization for AdaIN Fig. 1b), and cropped per step. ``sample`` draws
     from an explicit ``torch.Generator``: seeding it from (seed, step, rank) makes every step's
@@ -326,14 +347,12 @@ class ContentCrops:
     """
 
     def __init__(self, image_paths, content_size: int, image_size: int, transform=None):
-        from repro.images import load_image
-
         if not image_paths:
-            raise ValueError("no content images to train on")
+            raise ValueError("no images to train on")
         self.image_size = image_size
         self.images = []
         for p in image_paths:
-            img = load_image(p, size=content_size)
+            img = images.load_image(p, size=content_size)
             if transform is not None:
                 img = transform(img)
             if min(img.shape[-2:]) < image_size:
@@ -345,10 +364,8 @@ class ContentCrops:
         return len(self.images)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        from repro.images import random_crop
-
         idx = torch.randint(len(self.images), (batch_size,), generator=generator)
-        crops = [random_crop(self.images[i], self.image_size, generator=generator) for i in idx.tolist()]
+        crops = [images.random_crop(self.images[i], self.image_size, generator=generator) for i in idx.tolist()]
         # a random horizontal flip doubles the variety of 16 photos at no cost
         flips = torch.rand(batch_size, generator=generator) < 0.5
         crops = [c.flip(-1) if f else c for c, f in zip(crops, flips.tolist())]

@@ -6,14 +6,20 @@ figures reuse each other's trained models through the run cache, and held-out me
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 from repro import config as config_mod
-from repro import images
+from repro import images, runs, tasks
 from repro.checkpoint import load_generator
-from repro.train import build_loss, select_style_targets, style_images, train
+from repro.inference import stylize
+from repro.train import train
 
 
 def generator_config(profile: str, *, arch: str | None = None, norm: str | None = None,
@@ -53,77 +59,64 @@ def generator_config(profile: str, *, arch: str | None = None, norm: str | None 
     return cfg
 
 
-def train_generator(profile: str, progress: bool | None = None, **choices) -> Path:
-    """Train (or reuse) the generator of ``generator_config(profile, **choices)``."""
-    return train(generator_config(profile, **choices), progress=progress)
+def train_generator(profile: str, progress: bool | None = None, **choices) -> runs.Run:
+    """Train (or reuse) the generator of ``generator_config(profile, **choices)``; its ``Run``
+    carries the resolved config, the logs and the model."""
+    return runs.Run(train(generator_config(profile, **choices), progress=progress))
 
 
 @torch.no_grad()
-def heldout_losses(run: Path, image_paths, size: int, *, bn_mode: str = "eval",
+def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
                    style: int | None = None) -> dict:
-    """Raw (unweighted) style and content losses of a trained generator on held-out photos.
+    """Raw (unweighted) style and content losses of a trained generator on held-out photos:
+    the terms the trainer evaluates with (``tasks``), here per photo and for one style.
 
     ``bn_mode="eval"`` applies the model as a user would (batch norm with running statistics);
     ``"train"`` uses per-batch statistics (each image alone), to show the difference. ``style``:
     for a conditional-IN generator, the index of the style to apply and measure against.
     Returns means over images and the per-image lists.
     """
-    cfg = config_mod.from_dict(torch.load(Path(run) / "model.pt", weights_only=True)["config"])
-    device = torch.device("cpu")
-    model = load_generator(run)
-    model.train(bn_mode == "train")
-    loss_fn = build_loss(cfg, device)
-    targets = loss_fn.compute_style_targets(style_images(cfg))
-    n_styles = cfg.model.n_styles if cfg.model.norm == "conditional_instance" else 0
+    run = runs.Run(Path(run))
+    task = tasks.make_task(run.config, train=False)
+    if isinstance(task, tasks.ArbitraryStyle):
+        raise ValueError(f"{run.path} is an AdaIN model: measure it against its style images")
+    n_styles = len(task.styles()) if isinstance(task, tasks.ConditionalStyles) else 0
     if n_styles and style is None:
-        raise ValueError(f"{run} is a conditional-IN generator of {n_styles} styles: give style=")
-    if style is not None:
-        if not n_styles or not 0 <= style < n_styles:
-            raise ValueError(f"style={style} is not a style index of {run} ({n_styles} styles)")
-        idx = torch.tensor([style])
-        targets = select_style_targets(targets, idx)
+        raise ValueError(f"{run.path} is a conditional-IN generator of {n_styles} styles: give style=")
+    if style is not None and not (n_styles and 0 <= style < n_styles):
+        raise ValueError(f"style={style} is not a style index of {run.path} ({n_styles} styles)")
+    model = run.load_model()
+    model.train(bn_mode == "train")
+    targets = (task.style_targets if style is None
+               else tasks.select_style_targets(task.style_targets, torch.tensor([style])))
     per = {"style": [], "content": [], "content_image_style": []}
     for p in image_paths:
         x = images.load_image(p, size=size)[None]
-        y = (model(x) if style is None else model(x, idx)).float()
-        terms = loss_fn(y, x, style_targets=targets, weighted=False)
+        terms = task.heldout_terms(model, x, style)
         per["style"].append(float(terms["style"]))
         per["content"].append(float(terms["content"]))
         # the content photo's own style loss: what "no stylization" scores
-        per["content_image_style"].append(float(loss_fn(x, x, style_targets=targets, weighted=False)["style"]))
+        per["content_image_style"].append(float(task.loss_fn(x, x, style_targets=targets, weighted=False)["style"]))
     model.eval()
     return {**{k: sum(v) / len(v) for k, v in per.items()}, "per_image": per}
 
 
-def stylize_paths(run: Path, image_paths, size: int) -> list[torch.Tensor]:
+def stylize_paths(run, image_paths, size: int) -> list[torch.Tensor]:
     """Stylized held-out photos (eval mode) at ``size`` (shorter side)."""
-    from repro.inference import stylize
-
     model = load_generator(run)
     return [stylize(model, images.load_image(p, size=size)) for p in image_paths]
 
 
 MEASURE_CALL = r"""
-# times call(x) and samples the resident size every 0.5 ms while it runs; the code before this
-# defines x and call (and has warmed call up)
-import json, os, threading, time
-page = os.sysconf("SC_PAGE_SIZE")
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
-before = peak = rss()
-done = threading.Event()
-def sample():
-    global peak
-    while not done.wait(0.0005):
-        peak = max(peak, rss())
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-t = time.perf_counter()
-y = call(x)
-seconds = time.perf_counter() - t
-done.set()
-sampler.join()
-peak = max(peak, rss())
-print(json.dumps({"seconds": seconds, "peak_bytes": peak, "extra_bytes": peak - before,
+# times call(x) and samples the resident size while it runs; the code before this defines x
+# and call (and has warmed call up)
+import json, time
+from repro.budget import PeakRSS
+with PeakRSS() as memory:
+    t = time.perf_counter()
+    y = call(x)
+    seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "peak_bytes": memory.peak, "extra_bytes": memory.peak - memory.start,
                   "shape": list(getattr(y, "shape", ()))}))
 """
 """A child process's measurement of one call (IN Fig. 6, ``bench/memory.py``)."""
@@ -134,36 +127,29 @@ from repro import images
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 torch.set_num_threads(int(sys.argv[3]))
-exact = sys.argv[4] == "exact"
 model = load_generator(sys.argv[1])
 x = images.load_image(sys.argv[2])                    # already at the size to measure
-call = lambda img: stylize(model, img, exact=exact)
+call = lambda img: stylize(model, img, precision=sys.argv[4])
 call(images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels)
 """ + MEASURE_CALL
 
 
-def measure_stylize(run: Path, image_path, size: int, threads: int = 2, exact: bool = False) -> dict:
-    """Time and memory of one stylization at ``size`` (shorter side), in a fresh process
-    (``exact``: plain fp32; else ``stylize``'s default fast path).
+def measure_stylize(run, image_path, size: int, threads: int = 2, precision: str = "auto") -> dict:
+    """Time and memory of one stylization at ``size`` (shorter side) and ``precision`` (as in
+    ``stylize``: the default fast path, or ``"fp32"``), in a fresh process.
 
     The input is resized here and handed over as a PNG, so the child never decodes anything
     larger than what it stylizes. ``seconds`` comes from one child; ``extra_bytes`` (how far the
     call raised the resident size above its size just before, sampled every 0.5 ms) and
     ``peak_bytes`` from a second child whose allocator returns every block of 128 KiB or more
     to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so its resident size follows
-    the live tensors. With glibc's default the resident high-water mark kept memory freed
-    earlier (loading, warm-up), and the extra at 512 px came out anywhere from 1 to 113 MiB.
+    the live tensors (glibc's default keeps memory freed earlier, during loading and warm-up,
+    which makes the extra meaningless).
     """
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
     def child(tmp: str, env: dict) -> dict:
         resized = Path(tmp) / "input.png"
         out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads),
-                              "exact" if exact else "fast"], capture_output=True, text=True,
+                              precision], capture_output=True, text=True,
                              env={**os.environ, **env})
         if out.returncode != 0:
             raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"

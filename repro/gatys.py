@@ -7,13 +7,11 @@ Choices (and how they differ from the paper):
 
 - **Parametrization.** Raw RGB pixels (units of [0, 1]) are optimized and projected back onto
   [0, 1] (clamped in place, without grad) after every step. neural-style instead optimizes
-  unconstrained and clamps once when deprocessing. Measured here (tubingen / starry_night,
-  200 L-BFGS steps, default weights): at 128 px only 2.8% of the pixels left [0, 1], yet
-  clamping them at the end raised the total loss from 13.1 to 29.7 (the relu1_1 Gram term
-  25-fold), while projecting every step ended at 14.2; at 256 px the returned image's loss
-  was 30.4 with the final clamp and 8.9 with projection. The projection moves the iterate behind
-  L-BFGS's back (its last curvature pair is then slightly off), which costs little in
-  practice; a sigmoid parametrization would change the landscape instead.
+  unconstrained and clamps once when deprocessing, which leaves the returned image far from
+  the optimum (the few pixels outside [0, 1] carry much of the relu1_1 Gram term; numbers in
+  shared/reference/cpu-notes.md). The projection moves the iterate behind L-BFGS's back (its
+  last curvature pair is then slightly off), which costs little in practice; a sigmoid
+  parametrization would change the landscape instead.
 - **Steps.** ``steps`` counts iterations, and every iteration costs exactly one loss
   evaluation (forward + backward) for both optimizers: L-BFGS runs with ``max_iter=1`` per
   ``.step`` and no line search (fixed step ``lr``, 1 by default, as neural-style), its
@@ -36,9 +34,12 @@ from os import PathLike
 from typing import Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
+from repro import budget, images
 from repro.losses import PerceptualLoss
 from repro.precision import resolve_device
+from repro.vgg import layer_names
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -67,8 +68,6 @@ class GatysResult:
 def _load(name: str, img, size) -> torch.Tensor:
     """(3, H, W) in [0, 1] from a path, tensor, numpy array or PIL image (``images.as_image``),
     its shorter side resized to ``size``; extreme aspect ratios are refused before resizing."""
-    from repro import images
-
     if isinstance(img, (str, PathLike)):
         label, img = str(img), images.load_image(img)
     else:
@@ -85,8 +84,6 @@ def _load(name: str, img, size) -> torch.Tensor:
 
 def _check_min_side(label: str, img: torch.Tensor, layers) -> None:
     """VGG halves the image at each pool before the deepest layer used: it needs that many px."""
-    from repro.vgg import layer_names
-
     names = layer_names("vgg19")
     deepest = max((names.index(l) for l in layers if l in names), default=0)
     need = 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
@@ -160,7 +157,6 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
         device = (_device_of(loss) if loss is not None else None) or \
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = resolve_device(device)
-    from repro import budget
     budget.check(budget.gatys_bytes(content_img[0].numel(), style_img[0].numel(),
                                     history_size if optimizer == "lbfgs" else 0),
                  f"Gatys et al. on {content if isinstance(content, (str, PathLike)) else 'content'} "
@@ -212,7 +208,6 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
     history: list[dict] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=steps, desc=f"gatys {optimizer}")
     t0 = time.perf_counter()
     for step in range(steps):

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from repro import budget, precision, tiling
+from repro import budget, tiling
+from repro import precision as precision_mod
 from repro.checkpoint import load_generator
 from repro.images import as_image, check_resize_shorter, load_image, match_color, resize_shorter
 from repro.models import AdaINNet
@@ -145,7 +146,7 @@ def _apply(fn, model, x: torch.Tensor, arbitrary: bool, style, alpha, style_weig
 @torch.inference_mode()
 def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
             device: str | torch.device | None = None, alpha: float = 1.0, style_weights=None,
-            preserve_color: bool = False, style_size: int | None = None,
+            preserve_color: bool = False, style_size: int | None = None, precision: str = "auto",
             exact: bool = False, tile: int | None = None, overlap: int | None = None) -> torch.Tensor:
     """Apply a trained generator to an image; return (3, H, W) (or (N, 3, H, W)) in [0, 1].
 
@@ -159,9 +160,10 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
     (AdaIN eq. 14), ``preserve_color`` keeps the content's colours (§7.3), ``style_size``
     resizes the style's shorter side first.
 
-    The fast path is the default: bf16 autocast where the hardware does bf16 natively
-    (``repro.precision``; fp32 elsewhere), within 40 dB PSNR of fp32 on real photos (bench/).
-    ``exact=True`` computes in plain fp32. For many images, :class:`Stylizer` also compiles.
+    ``precision``: ``"auto"`` (the default fast path: bf16 autocast where the hardware does bf16
+    natively, fp32 elsewhere; within 40 dB PSNR of fp32 on real photos, bench/), ``"fp32"``
+    (plain fp32, what the figures' metrics use; ``exact=True`` is a synonym) or ``"bf16"``
+    (``repro.precision``). For many images, :class:`Stylizer` also compiles.
 
     ``image`` may also be a numpy array or PIL image; uint8 values are divided by 255, and NaN,
     infinite or out-of-range values are refused (``images.as_image``). Before the network runs,
@@ -180,12 +182,13 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
     if not arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
         raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
                          "(conditional-IN generators take mixing weights as style=)")
+    dtype = precision_mod.inference_dtype(precision, exact, dev)
     if tile is not None:
         tiling.check_tile(tile, overlap)
     x, single = _input_batch(image, size, dev, model=model, tile=tile, overlap=overlap)
     model.to(dev).eval()
     try:
-        with precision.autocast(dev, None if exact else precision.fast_dtype(dev)):
+        with precision_mod.autocast(dev, dtype):
             y = _apply(model, model, x, arbitrary, style, alpha, style_weights, style_size,
                        preserve_color, tile, overlap)
         y = y.float().clamp(0, 1)
@@ -204,10 +207,10 @@ class Stylizer:
     and every later call runs fused kernels; on CUDA also channels_last and cudnn autotuning.
     It pays off for many images of one size (video frames, tiles, crops): every new size
     recompiles, and for the multi-scale generator torch's dynamic-shape recompilation over a
-    dozen photo sizes took minutes (measured); use ``compile=False`` for mixed sizes.
-    Measured on the 2-core CPU: 2.6-3.6x the plain fp32 network at 512 and 1080 px, at 44-52 dB
-    PSNR against it on real photos (``make bench``; bench/README.md). ``compile=False``: the eager fast path.
-    ``exact=True``: plain eager fp32, the function the figures' metrics are computed with.
+    dozen photo sizes took minutes; use ``compile=False`` (the eager fast path) for mixed sizes.
+    Its speed and accuracy against the plain fp32 network: ``make bench`` (bench/README.md).
+    ``precision`` as in :func:`stylize`; ``"fp32"`` (``exact=True``) is plain eager fp32, the
+    function the figures' metrics are computed with.
     ``tile=N``: images of any size in overlapping tiles (:func:`stylize`; eager, not compiled).
 
         fast = Stylizer("runs/cpu-residual-...")
@@ -220,8 +223,8 @@ class Stylizer:
     """
 
     def __init__(self, checkpoint_or_model, *, device: str | torch.device | None = None,
-                 exact: bool = False, compile: bool = True, tile: int | None = None,
-                 overlap: int | None = None):
+                 precision: str = "auto", exact: bool = False, compile: bool = True,
+                 tile: int | None = None, overlap: int | None = None):
         if isinstance(checkpoint_or_model, torch.nn.Module):
             model = checkpoint_or_model
         else:
@@ -229,11 +232,12 @@ class Stylizer:
         if tile is not None:
             tiling.check_tile(tile, overlap)
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.device, self.exact, self.tile, self.overlap = dev, exact, tile, overlap
-        self.dtype = None if exact else precision.fast_dtype(dev)
+        self.device, self.tile, self.overlap = dev, tile, overlap
+        self.dtype = precision_mod.inference_dtype(precision, exact, dev)
+        self.exact = self.dtype is None
         self.arbitrary = isinstance(model, AdaINNet)
         self.memory_format = torch.contiguous_format
-        if dev.type == "cuda" and not exact:
+        if dev.type == "cuda" and not self.exact:
             # measured on the CPU: no gain from channels_last (eager it was slower, compiled
             # inductor chooses its own layouts), so it is a CUDA-only setting
             torch.backends.cudnn.benchmark = True
@@ -241,7 +245,7 @@ class Stylizer:
             model = copy.deepcopy(model).to(memory_format=self.memory_format)
         self.model = model.to(dev).eval()
         # tiles come in several sizes (the image's edges), each a recompilation: tiled is eager
-        self.compiled = bool(compile and not exact and tile is None)
+        self.compiled = bool(compile and not self.exact and tile is None)
         self._fn = torch.compile(self.model) if self.compiled else self.model
 
     @torch.inference_mode()
@@ -253,7 +257,7 @@ class Stylizer:
         x, single = _input_batch(image, size, self.device, self.memory_format, model=self.model,
                                  tile=self.tile, overlap=self.overlap)
         self.model.eval()
-        with precision.autocast(self.device, self.dtype):
+        with precision_mod.autocast(self.device, self.dtype):
             y = _apply(self._fn, self.model, x, self.arbitrary, style, alpha, style_weights,
                        style_size, preserve_color, self.tile, self.overlap)
         y = y.float().clamp(0, 1).contiguous()

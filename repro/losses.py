@@ -33,20 +33,18 @@ the trainer changes the speed of the loss network, not the precision of the stat
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.choices import check_choice
+from repro.vgg import LossNetwork
+
 GRAM_NORMALIZATIONS = ("hw", "chw")
 STYLE_STATS = ("gram", "meanstd")
 MEANSTD_REDUCTIONS = ("norm", "mse")
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def _check_features(name: str, t: torch.Tensor) -> None:
@@ -63,7 +61,7 @@ def gram(features: torch.Tensor, normalize: str = "hw") -> torch.Tensor:
     (``"chw"``, the texture_nets / fast-neural-style convention).
     """
     _check_features("features", features)
-    _check_choice("normalize", normalize, GRAM_NORMALIZATIONS)
+    check_choice("normalize", normalize, GRAM_NORMALIZATIONS)
     n, c, h, w = features.shape
     z = h * w if normalize == "hw" else c * h * w
     # bf16 Grams lose ~3 significant digits on sums over 65k positions; keep them in fp32.
@@ -134,7 +132,7 @@ def meanstd_distance(mu_x: torch.Tensor, sigma_x: torch.Tensor, mu_y: torch.Tens
     ||sigma_x - sigma_y||_2`` per sample, averaged over the batch. ``"mse"``: the public
     PyTorch AdaIN code's ``mse(mu) + mse(sigma)``.
     """
-    _check_choice("reduction", reduction, MEANSTD_REDUCTIONS)
+    check_choice("reduction", reduction, MEANSTD_REDUCTIONS)
     n = mu_x.shape[0]
     mu_y = _broadcast_target("target mean", mu_y.float(), n)
     sigma_y = _broadcast_target("target std", sigma_y.float(), n)
@@ -240,9 +238,9 @@ class PerceptualLoss(nn.Module):
                  meanstd_reduction: str = "norm", eps: float = 1e-5,
                  network_weights: str = "auto"):
         super().__init__()
-        _check_choice("style_stat", style_stat, STYLE_STATS)
-        _check_choice("gram_normalize", gram_normalize, GRAM_NORMALIZATIONS)
-        _check_choice("meanstd_reduction", meanstd_reduction, MEANSTD_REDUCTIONS)
+        check_choice("style_stat", style_stat, STYLE_STATS)
+        check_choice("gram_normalize", gram_normalize, GRAM_NORMALIZATIONS)
+        check_choice("meanstd_reduction", meanstd_reduction, MEANSTD_REDUCTIONS)
         content_layers = [content_layers] if isinstance(content_layers, str) else content_layers
         style_layers = [style_layers] if isinstance(style_layers, str) else style_layers
         self.content_layers = list(dict.fromkeys(content_layers))
@@ -264,7 +262,6 @@ class PerceptualLoss(nn.Module):
 
         needed = list(dict.fromkeys(self.content_layers + self.style_layers))
         if loss_network is None:
-            from repro.vgg import LossNetwork
             loss_network = LossNetwork(needed, weights=network_weights)
         else:
             have = set(getattr(loss_network, "layers", needed))
@@ -285,8 +282,6 @@ class PerceptualLoss(nn.Module):
     def features(self, image: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Loss-network activations of ``image`` ((3,H,W) or (N,3,H,W)), without grad; only
         ``layers`` (and only as deep as they need) when given."""
-        from repro.vgg import LossNetwork
-
         image = _as_batch("image", image)
         if layers is None:
             return self.loss_network(image)
@@ -375,7 +370,6 @@ class PerceptualLoss(nn.Module):
         the plain sum: the raw losses to report and compare across runs.
         """
         output = _as_batch("output", output)
-        n = output.shape[0]
         given = [k for k, v in (("style_targets", style_targets), ("style_feats", style_feats),
                                 ("style", style)) if v is not None]
         if len(given) > 1:

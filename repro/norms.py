@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.choices import check_choice
+
 __all__ = [
     "NORM_KINDS",
     "InstanceNorm",
@@ -203,8 +205,7 @@ def make_norm(kind: str, channels: int, *, eps: float = 1e-5, affine: bool = Tru
     ``"instance"`` -> :class:`InstanceNorm` (eq. 3), ``"none"`` -> ``nn.Identity``,
     ``"conditional_instance"`` -> :class:`ConditionalInstanceNorm` (needs ``n_styles``).
     """
-    if kind not in NORM_KINDS:
-        raise ValueError(f"norm kind must be one of {NORM_KINDS}, got kind={kind!r}")
+    check_choice("kind", kind, NORM_KINDS)
     if kind != "conditional_instance" and n_styles is not None:
         raise ValueError(f"n_styles is only used with kind='conditional_instance', not {kind!r}")
     if kind == "batch":

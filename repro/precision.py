@@ -9,8 +9,9 @@ bf16 natively, fp32 where it would only be emulated.
 - CPU: bf16 when the CPU has AVX-512 BF16 or AMX (read from ``/proc/cpuinfo`` flags on Linux;
   ``REPRO_CPU_BF16=0|1`` overrides the detection), else fp32.
 
-``precision`` strings, as in ``train.precision`` and ``repro.stylize``: ``"auto"`` (the above),
-``"fp32"`` (exact: no autocast), ``"bf16"``, ``"fp16"`` (forced).
+The one ``precision`` setting of the config (``train.precision``), ``repro.stylize``,
+``repro.Stylizer`` and the CLI (``--precision``): ``"auto"`` (the above), ``"fp32"`` (exact: no
+autocast) or ``"bf16"`` (forced). fp16 is only ever what ``"auto"`` picks on a GPU without bf16.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from repro.choices import check_choice
+
+PRECISIONS = ("auto", "fp32", "bf16")
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -57,11 +60,20 @@ def fast_dtype(device: torch.device | str) -> torch.dtype | None:
 
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype for a ``precision`` string on ``device`` (None: plain fp32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got precision={precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         return fast_dtype(device)
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {"fp32": None, "bf16": torch.bfloat16}[precision]
+
+
+def inference_dtype(precision: str, exact: bool, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype of ``stylize``/``Stylizer``: ``exact=True`` is a synonym of
+    ``precision="fp32"``."""
+    if exact:
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"exact=True means precision='fp32', not precision={precision!r}")
+        precision = "fp32"
+    return resolve_precision(precision, device)
 
 
 def autocast(device: torch.device | str, dtype: torch.dtype | None):

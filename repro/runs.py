@@ -23,18 +23,25 @@ import inspect
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+from filelock import FileLock, Timeout
+
 from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
-from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, to_dict
-from repro.data import sha256_file
+from repro.checkpoint import load_generator
+from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, from_dict, to_dict
+from repro.data import names_a_file, sha256_file
 
 
 def git_commit() -> str:
@@ -57,11 +64,6 @@ class RunLocked(RuntimeError):
 # The run key
 
 
-def _is_path(entry: str) -> bool:
-    # the trainer's rule (train._image_path): a name with a suffix is a file, else a data/ name
-    return bool(Path(entry).suffix)
-
-
 def named_files(cfg: Config | dict) -> dict[str, Path]:
     """Every file the config names by path, ``{config key: path}``; a missing one is a
     ``FileNotFoundError`` naming the key. Data names (``starry_night``) are left out: their
@@ -70,7 +72,7 @@ def named_files(cfg: Config | dict) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for key in ("style", "test_images"):
         for i, entry in enumerate(d.get("data", {}).get(key, [])):
-            if _is_path(entry):
+            if names_a_file(entry):
                 found[f"data.{key}[{i}]"] = Path(entry)
     ckpt = d.get("data", {}).get("transform_checkpoint")
     if ckpt and d["data"].get("transform") == "stylize":
@@ -129,8 +131,6 @@ def lock(run: Path, wait: bool = True) -> Iterator[None]:
 
     A second process on the same run waits (saying so on stderr), or with ``wait=False``
     raises :class:`RunLocked` naming the run and the holder."""
-    from filelock import FileLock, Timeout
-
     lock_path, owner = _lock_paths(run)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     # an OS lock or none: a marker-file fallback (filesystems without flock) would outlive a
@@ -233,8 +233,6 @@ def done_problems(run: Path, cfg: Config) -> list[str]:
 
 def reset(run: Path) -> None:
     """Empty a run directory but for its ``config.json`` (it will be trained again)."""
-    import shutil
-
     for p in Path(run).iterdir():
         if p.name == "config.json":
             continue
@@ -251,3 +249,99 @@ def evals(run: Path) -> list[dict]:
 
 def summary(run: Path) -> dict:
     return json.loads((Path(run) / "done.json").read_text())
+
+
+def write_summary(run: Path, cfg: Config, extra: dict) -> None:
+    """``done.json``, written last: only when the logs hold every step exactly once."""
+    problems = log_problems(run, cfg, cfg.optim.steps)
+    if problems:
+        raise RuntimeError(f"run {run}: {problems[0]}; not marking it done")
+    m = metrics(run)
+    tail = m[-max(1, len(m) // 10):]
+    atomic_write_json(Path(run) / "done.json", {
+        **extra,
+        "steps": cfg.optim.steps,
+        "final_train": {k: sum(r[k] for r in tail) / len(tail)
+                        for k in ("total", "content", "style", "tv") if tail and k in tail[0]},
+        "final_eval": (evals(run) or [None])[-1],
+    })
+
+
+def finished(run: Path, cfg: Config) -> bool:
+    """True for a finished run that can be trusted. A run marked done that cannot be is
+    repaired: ``done.json`` rewritten when the logs are whole, else emptied to be trained again
+    from step 0 (the only way to recompute missing rows exactly)."""
+    if not is_done(run):
+        return False
+    problems = done_problems(run, cfg)
+    if not problems:
+        return True
+    if not log_problems(run, cfg, cfg.optim.steps) and (Path(run) / "model.pt").is_file():
+        try:
+            old = summary(run)
+        except (OSError, ValueError):
+            old = {}
+        write_summary(run, cfg, old)
+        warnings.warn(f"run {run}: {problems[0]}; done.json rewritten from its logs", stacklevel=3)
+        return True
+    warnings.warn(f"run {run} was marked done but {problems[0]}; training it again from step 0",
+                  stacklevel=3)
+    reset(run)
+    return False
+
+
+@contextmanager
+def removed_if_failed_early(run: Path):
+    """A call that fails (bad input, divergence, Ctrl-C) before the run's first checkpoint
+    leaves no directory behind: there is nothing in it worth resuming."""
+    created = not Path(run).exists()
+    try:
+        yield
+    except BaseException:
+        if created and not (Path(run) / "checkpoint.pt").exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Run(os.PathLike):
+    """A trained run, for notebooks and scripts: its directory, config, logs and model.
+
+    Path-like: ``Path(run)``, ``run / "model.pt"`` and every function taking a run directory
+    accept it."""
+
+    path: Path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def config(self) -> Config:
+        return from_dict(json.loads((self.path / "config.json").read_text()))
+
+    def metrics(self) -> list[dict]:
+        """One row per training step (losses, lr, images/s)."""
+        return metrics(self.path)
+
+    def evals(self) -> list[dict]:
+        """Held-out losses at each evaluation step."""
+        return evals(self.path)
+
+    @property
+    def summary(self) -> dict:
+        """``done.json``: final train and held-out losses, device, precision, commit."""
+        return summary(self.path)
+
+    def load_model(self, device="cpu"):
+        """The final generator, in eval mode."""
+        return load_generator(self.path, device)

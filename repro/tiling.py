@@ -15,9 +15,9 @@ whole image, tile by tile, and the image is then rendered tile by tile with them
 2. render pass: every tile normalized with those statistics; its core is kept.
 
 The statistics passes cost time, not memory: each runs the tiles up to its layer, so a tiled
-call takes several times the whole-image time (bench/README.md). Cheaper approximations (whole
-passes with each tile's own statistics, refined) were measured and rejected: on a trained
-generator they were 8 dB from the whole image, against 137 dB for the exact passes. The AdaIN
+call takes several times the whole-image time (bench/README.md). Each tile normalized by
+its own statistics (``statistics="tile"``, kept for comparison) is far from the whole image
+(bench/README.md). The AdaIN
 encoder-decoder has one statistic (the content features') and needs one statistics pass; batch
 norm in eval mode (running statistics) needs none.
 

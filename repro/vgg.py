@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from repro import paths
+from repro.choices import check_choice
 
 # Convolutions per block: VGG-16 is configuration D, VGG-19 configuration E (Simonyan &
 # Zisserman 2015, Table 1). Channels per block are shared.
@@ -41,14 +42,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _NORMALISED_DEEPEST = "relu3_1"
 
 
+VGG_ARCHS = tuple(_BLOCKS)
+WEIGHTS = ("auto", "normalised", "imagenet", "random")
+"""``auto``: the local normalised VGG-19 when present, else torchvision's ImageNet download."""
+PADDINGS = ("zero", "reflect")
+POOLS = ("max", "avg")
+
+
 def layer_names(arch: str = "vgg19") -> list[str]:
     """Names of ``torchvision.models.<arch>().features`` modules, in order.
 
     ``conv{b}_{i}``, ``relu{b}_{i}`` and ``pool{b}``, so ``layer_names("vgg19")[11]`` is
     ``"relu3_1"``, the same index torchvision uses.
     """
-    if arch not in _BLOCKS:
-        raise ValueError(f"arch must be one of {sorted(_BLOCKS)}, got {arch!r}")
+    check_choice("arch", arch, VGG_ARCHS)
     names = []
     for b, n_convs in enumerate(_BLOCKS[arch], start=1):
         for i in range(1, n_convs + 1):
@@ -67,10 +74,8 @@ def available_layers(weights: str, arch: str = "vgg19") -> list[str]:
 
 def _build_features(arch: str, n_modules: int, padding: str, pool: str) -> nn.Sequential:
     """``vgg.features`` truncated to its first ``n_modules`` modules, torchvision key layout."""
-    if padding not in ("zero", "reflect"):
-        raise ValueError(f"padding must be 'zero' or 'reflect', got {padding!r}")
-    if pool not in ("max", "avg"):
-        raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+    check_choice("padding", padding, PADDINGS)
+    check_choice("pool", pool, POOLS)
     modules: list[nn.Module] = []
     in_ch = 3
     for b, n_convs in enumerate(_BLOCKS[arch]):
@@ -99,7 +104,7 @@ def _load_normalised_state(path: Path, expected: dict[str, torch.Size]) -> dict[
 
 
 def _load_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
-    import torchvision
+    import torchvision  # its model zoo takes seconds to import; only this download path needs it
 
     weights_enum = {"vgg16": torchvision.models.VGG16_Weights,
                     "vgg19": torchvision.models.VGG19_Weights}[arch].IMAGENET1K_V1
@@ -145,9 +150,7 @@ class LossNetwork(nn.Module):
         if weights == "auto":
             local = Path(weights_path) if weights_path else paths.normalised_vgg19_path()
             weights = "normalised" if arch == "vgg19" and local.is_file() else "imagenet"
-        if weights not in ("normalised", "imagenet", "random"):
-            raise ValueError(
-                f"weights must be 'auto', 'normalised', 'imagenet' or 'random', got {weights!r}")
+        check_choice("weights", weights, WEIGHTS)
         if weights == "normalised" and arch != "vgg19":
             raise ValueError("weights='normalised' exists only for arch='vgg19'")
         avail = available_layers(weights, arch)

@@ -1,23 +1,27 @@
-"""The figure pipeline: notebook sources in sync, REPORT.md, figure records, runner errors."""
+"""The figure wing: notebook sources in sync, REPORT.md, figure records, runner errors."""
 import json
+import subprocess
+import sys
 
+import jupytext
 import nbformat
 import numpy as np
 import torch
 from PIL import Image
 import pytest
 
-from repro import figures, metrics, paths, plots
+from repro import config, metrics, paths
+from repro.figures import FigureRecord, pipeline, plots
 
 
 def test_every_notebook_matches_its_py_source():
-    sources = sorted(paths.NOTEBOOKS.glob("*.py"))
+    sources = pipeline.figure_sources()
     assert sources, "no notebook sources"
     for src in sources:
         nb_path = src.with_suffix(".ipynb")
         assert nb_path.is_file(), f"{nb_path.name} missing: run `make notebooks`"
         stored = nbformat.read(nb_path, as_version=4)
-        built = figures.build_notebook(src)
+        built = pipeline.build_notebook(src)
         assert [c.source for c in stored.cells] == [c.source for c in built.cells], \
             f"{nb_path.name} is out of date with {src.name}: run `make notebooks`"
         tags = [c.metadata.get("tags", []) for c in stored.cells]
@@ -30,34 +34,46 @@ def test_every_notebook_matches_its_py_source():
 def test_index_links_every_figure_notebook():
     index = nbformat.read(paths.NOTEBOOKS / "index.ipynb", as_version=4)
     text = "".join(c.source for c in index.cells)
-    for nb in figures.figure_notebooks():
+    for nb in pipeline.figure_notebooks():
         assert f"]({nb.name})" in text, f"index.ipynb does not link {nb.name}"
 
 
-def test_parse_percent_cells_and_tags():
-    cells = figures.parse_percent('# %% [markdown]\n# # Title\n# text\n\n# %% tags=["parameters"]\n'
-                                  'a = 1\n\n# %%\nprint(a)\n')
-    assert [c["type"] for c in cells] == ["markdown", "code", "code"]
-    assert cells[0]["source"] == "# Title\ntext"
-    assert cells[1]["tags"] == ["parameters"] and cells[1]["source"] == "a = 1"
+def test_py_percent_source_gives_the_cells_the_parameters_tag_and_the_kernel(tmp_path):
+    src = tmp_path / "nb.py"
+    src.write_text('# %% [markdown]\n# # Title\n# text\n\n# %% tags=["parameters"]\n'
+                   'a = 1\n\n# %%\nprint(a)\n')
+    nb = pipeline.build_notebook(src)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code"]
+    assert [c.source for c in nb.cells] == ["# Title\ntext", "a = 1", "print(a)"]
+    assert [c.metadata.get("tags", []) for c in nb.cells] == [[], ["parameters"], []]
+    assert nb.metadata["kernelspec"]["name"] == "python3" and "jupytext" not in nb.metadata
+    # and back: the paired .py that jupytext writes is the source itself (notebooks/jupytext.toml)
+    nb.metadata["jupytext"] = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "tags,-all"}
+    assert jupytext.writes(nb, fmt="py:percent") == src.read_text()
+
+
+def test_notebooks_are_paired_with_their_py_percent_sources():
+    text = (paths.NOTEBOOKS / "jupytext.toml").read_text()
+    assert 'formats = "ipynb,py:percent"' in text
 
 
 def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
-    monkeypatch.setattr(figures, "figures_dir", lambda profile: tmp_path)
+    monkeypatch.setattr(config, "figures_dir", lambda profile: tmp_path)
     # a cpu report also refreshes the README: keep the repository's own README out of it
     readme = tmp_path / "README.md"
-    readme.write_text(f"{figures.README_START}\n{figures.README_END}\n")
-    real_update = figures.update_readme
-    monkeypatch.setattr(figures, "update_readme", lambda records: real_update(records, readme))
-    rec = metrics.FigureRecord("figX", "cpu", params={"a": 1})
+    readme.write_text(f"{pipeline.README_START}\n{pipeline.README_END}\n")
+    real_update = pipeline.update_readme
+    monkeypatch.setattr(pipeline, "update_readme", lambda records, **kw: real_update(records, readme, **kw))
+    rec = FigureRecord("figX", "cpu", params={"a": 1})
+    assert rec.out_dir == tmp_path
     rec.claim("IN beats BN", "0.8 vs 1.0", holds=True, paper="IN Fig. 5")
     rec.claim("gap | shrinks", "12%", holds=False)
     rec.deviation("fewer steps")
     rec.note("replicate padding removes the frames here")
     rec.numbers["x"] = float("nan")
-    rec.save(tmp_path)
+    rec.save()
     (tmp_path / "timings.json").write_text(json.dumps({"figX": 12.5}))
-    report = figures.write_report("cpu").read_text()
+    report = pipeline.write_report("cpu").read_text()
     assert "| figX (IN Fig. 5) | IN beats BN | 0.8 vs 1.0 | holds |" in report
     assert "gap \\| shrinks" in report and "does not hold" in report
     assert "**figX**: fewer steps" in report and "12.5" in report
@@ -65,13 +81,14 @@ def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
     assert "**figX**: replicate padding removes the frames here" in findings
     saved = json.loads((tmp_path / "figX.json").read_text())
     assert saved["numbers"]["x"] is None and saved["profile"] == "cpu" and saved["git_commit"] != ""
+    assert "| figX | IN beats BN | 0.8 vs 1.0 | yes |" in readme.read_text()
 
 
 def test_asserted_claims_fail_the_notebook_only_at_asserting_profiles():
-    smoke = metrics.FigureRecord("f", "smoke")
+    smoke = FigureRecord("f", "smoke")
     smoke.claim("c", "m", holds=False)
     smoke.check()  # recorded, not asserted
-    cpu = metrics.FigureRecord("f", "cpu")
+    cpu = FigureRecord("f", "cpu")
     cpu.claim("c", "m", holds=False)
     with pytest.raises(AssertionError, match="claims do not hold"):
         cpu.check()
@@ -85,21 +102,24 @@ def test_log_slope_is_the_elasticity():
 
 def test_unknown_figure_names_the_available_ones():
     with pytest.raises(ValueError, match="in_fig1_gatys"):
-        figures.resolve_figure("fig99")
-    assert [p.stem for p in figures.resolve_figure("fig2")] == ["in_fig2_contrast"]
+        pipeline.resolve_figure("fig99")
+    assert [p.stem for p in pipeline.resolve_figure("fig2")] == ["in_fig2_contrast"]
     # every make target of the Makefile names exactly one notebook
     import re
     targets = re.search(r"^FIGS := (.*)$", (paths.ROOT / "Makefile").read_text(), re.M).group(1).split()
-    resolved = {t: [p.stem for p in figures.resolve_figure(t)] for t in targets}
+    resolved = {t: [p.stem for p in pipeline.resolve_figure(t)] for t in targets}
     assert all(len(v) == 1 for v in resolved.values()), resolved
     assert resolved["adain"] == ["adain_arbitrary"] and resolved["adain_fig1"] == ["adain_fig1_in_vs_bn"]
-    assert len({v[0] for v in resolved.values()}) == len(targets) == len(figures.figure_notebooks())
+    assert len({v[0] for v in resolved.values()}) == len(targets) == len(pipeline.figure_notebooks())
 
 
 def test_smoke_outputs_never_go_to_the_committed_figures():
-    assert figures.figures_dir("cpu") == paths.FIGURES
-    assert paths.FIGURES not in figures.figures_dir("smoke").parents
-    assert figures.figures_dir("smoke") != paths.FIGURES
+    assert config.figures_dir("cpu") == paths.FIGURES and config.refreshes_readme("cpu")
+    assert config.figures_dir("paper") == paths.FIGURES / "paper" and not config.refreshes_readme("paper")
+    smoke = config.figures_dir("smoke")
+    assert paths.FIGURES not in smoke.parents and smoke != paths.FIGURES
+    assert not config.refreshes_readme("smoke")
+    assert FigureRecord("f", "smoke").out_dir == smoke
 
 
 def test_failing_notebook_stops_the_run_with_its_error(tmp_path, monkeypatch):
@@ -112,24 +132,35 @@ def test_failing_notebook_stops_the_run_with_its_error(tmp_path, monkeypatch):
     nbformat.write(nb, tmp_path / "nb" / "bad_fig.ipynb")
     monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "nb")
     monkeypatch.setattr(paths, "ROOT", tmp_path)
-    monkeypatch.setattr(figures, "figures_dir", lambda profile: tmp_path / "out")
-    monkeypatch.setattr(figures, "notebook_params", lambda profile: {})
-    with pytest.raises(figures.FigureError, match="bad_fig.ipynb.*ValueError: claim broke"):
-        figures.run_figures("smoke", log=lambda *a: None)
+    monkeypatch.setattr(config, "figures_dir", lambda profile: tmp_path / "out")
+    with pytest.raises(pipeline.FigureError, match="bad_fig.ipynb.*ValueError: claim broke"):
+        pipeline.run_figures("smoke", log=lambda *a: None)
     assert not (paths.NOTEBOOKS / "bad_fig.ipynb").read_text().count("claim broke: 1.5 > 1.2\\n")  # source untouched
     assert (tmp_path / "build" / "notebooks" / "smoke" / "bad_fig.ipynb").is_file()
 
 
-def test_readme_block_is_refreshed_from_the_records(tmp_path):
+def test_readme_block_is_refreshed_from_the_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "figures_dir", lambda profile: tmp_path / "figures")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- figures:start -->\nstale row\n<!-- figures:end -->\noutro\n")
     rec = {"figure": "in_fig9_x", "title": "a title",
            "claims": [{"statement": "IN wins", "measured": "3 vs 4", "holds": False}]}
-    figures.update_readme([rec], readme)
+    pipeline.update_readme([rec], readme)
     text = readme.read_text()
     assert "stale row" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| in_fig9_x | IN wins | 3 vs 4 | **no** |" in text
     assert "![in_fig9_x](figures/in_fig9_x.png)" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no <!-- figures:start -->"):
+        pipeline.update_readme([rec], readme)
+
+
+def test_notebooks_import_the_figure_wing_without_the_pipeline():
+    """Notebooks import ``repro.figures``; papermill and jupytext are the pipeline's alone."""
+    code = ("import sys, repro.figures; from repro.figures import FigureRecord, plots; "
+            "print(sorted({'papermill', 'jupytext'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_border_artifacts_score_stripes_parallel_to_the_edges():

@@ -11,9 +11,10 @@ import inspect
 
 from torch import nn
 
+from repro.choices import check_choice
 from repro.norms import NORM_KINDS
 
-from ._common import OUTPUTS, PADDINGS, Generator, check_choice
+from ._common import OUTPUTS, PADDINGS, Generator
 from .adain import AdaINNet
 from .multiscale import MultiscaleGenerator
 from .residual import ResidualBlock, ResidualGenerator
@@ -21,7 +22,6 @@ from .residual import ResidualBlock, ResidualGenerator
 __all__ = [
     "AdaINNet",
     "ARCHS",
-    "NORMS",
     "OUTPUTS",
     "PADDINGS",
     "build_generator",
@@ -33,7 +33,6 @@ __all__ = [
 
 _ARCH_CLASSES = {"multiscale": MultiscaleGenerator, "residual": ResidualGenerator}
 ARCHS = (*_ARCH_CLASSES, "adain")
-NORMS = NORM_KINDS
 
 
 def build_generator(arch: str, norm: str | None = None, padding: str | None = None, **kw) -> nn.Module:
@@ -54,7 +53,7 @@ def build_generator(arch: str, norm: str | None = None, padding: str | None = No
         cls, norm_kw = AdaINNet, {}
     else:
         norm, padding = norm or "instance", padding or "reflect"
-        check_choice("norm", norm, NORMS)
+        check_choice("norm", norm, NORM_KINDS)
         check_choice("padding", padding, tuple(PADDINGS))
         cls, norm_kw = _ARCH_CLASSES[arch], dict(norm=norm, padding=padding)
     allowed = [p for p in inspect.signature(cls).parameters if p not in ("norm", "padding")]

@@ -5,14 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.choices import check_choice
+from repro.norms import NORM_KINDS
+
 # user-facing name -> nn.Conv2d padding_mode
 PADDINGS = {"zero": "zeros", "reflect": "reflect", "replicate": "replicate"}
 OUTPUTS = ("sigmoid", "linear")
-
-
-def check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {name}={value!r}")
 
 
 def scaled(base: int, width: float) -> int:
@@ -74,7 +72,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: dict):
         super().__init__()
-        check_choice("norm", config["norm"], ("batch", "instance", "none", "conditional_instance"))
+        check_choice("norm", config["norm"], NORM_KINDS)
         check_choice("padding", config["padding"], tuple(PADDINGS))
         check_choice("output", config["output"], OUTPUTS)
         if not config["width"] > 0:

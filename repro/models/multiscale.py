@@ -19,7 +19,9 @@ from torch import nn
 
 from repro.norms import make_norm
 
-from ._common import Generator, StyledSequential, call, check_choice, conv, scaled
+from repro.choices import check_choice
+
+from ._common import Generator, StyledSequential, call, conv, scaled
 
 ACTIVATIONS = ("relu", "leaky_relu")
 

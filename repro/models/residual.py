@@ -16,7 +16,9 @@ from torch import nn
 
 from repro.norms import make_norm
 
-from ._common import Generator, StyledSequential, check_choice, conv, scaled
+from repro.choices import check_choice
+
+from ._common import Generator, StyledSequential, conv, scaled
 
 UPSAMPLES = ("nearest", "transposed")
 

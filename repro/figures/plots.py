@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from repro.runs import atomic_write_bytes
+from repro.atomic import atomic_write_bytes
 
 
 def to_numpy(img: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,217 @@
+"""The three training tasks, each knowing what it samples, optimizes and measures:
+
+- ``SingleStyle``: one painting's style targets for every photo (Ulyanov et al. 2016, IN Fig. 3-6).
+- ``ConditionalStyles``: N paintings, each sample drawing a style index that selects its
+  normalization parameters and its targets (conditional IN, Dumoulin et al. 2017).
+- ``ArbitraryStyle``: a fresh batch of paintings each step; content loss against AdaIN's target
+  t, style loss against the batch's paintings (Huang & Belongie 2017, eq. 11-13).
+
+``make_task(cfg, device)`` picks one from the config. The trainer (``repro.train``) runs any of
+them; ``experiments.heldout_losses`` measures a trained generator with the same held-out terms.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from repro import data, images
+from repro.checkpoint import load_generator
+from repro.config import Config
+from repro.inference import stylize
+from repro.losses import PerceptualLoss
+from repro.vgg import LossNetwork
+
+
+# ---------------------------------------------------------------------------------------------
+# What a config names
+
+
+def build_loss(cfg: Config, device: torch.device | str = "cpu") -> PerceptualLoss:
+    """The perceptual loss of ``cfg.loss`` (Johnson et al. 2016, on the VGG-19 loss network)."""
+    layers = list(dict.fromkeys(cfg.loss.content_layers + cfg.loss.style_layers))
+    net = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights,
+                      pool=cfg.loss.vgg_pool)
+    return PerceptualLoss(cfg.loss.content_layers, cfg.loss.style_layers,
+                          content_weight=cfg.loss.content_weight, style_weight=cfg.loss.style_weight,
+                          tv_weight=cfg.loss.tv_weight, style_stat=cfg.loss.style_stat,
+                          loss_network=net).to(device)
+
+
+def style_images(cfg: Config) -> torch.Tensor:
+    """(S, 3, H, W) style images at ``style_size`` (shorter side), center-cropped to a common
+    size when there are several (CIN)."""
+    imgs = [images.load_image(data.image_path(s, "style"), size=cfg.data.style_size)
+            for s in cfg.data.style]
+    if len(imgs) > 1:
+        imgs = [images.center_crop(i, cfg.data.style_size) for i in imgs]
+    return torch.stack(imgs)
+
+
+def heldout_images(cfg: Config) -> list[torch.Tensor]:
+    """The photos a run is evaluated on during training (``data.test_images``)."""
+    return [images.load_image(data.image_path(n, "content"), size=cfg.data.test_size)
+            for n in cfg.data.test_images]
+
+
+def content_transform(cfg: Config):
+    """The per-photo transform of AdaIN Fig. 1: (b) luminance histogram equalization, (c)
+    stylization by a generator trained earlier (style normalization)."""
+    if cfg.data.transform == "equalize":
+        return images.equalize_luminance_histogram
+    if cfg.data.transform == "stylize":
+        model = load_generator(cfg.data.transform_checkpoint)
+        # exact fp32: the training data must not depend on whether this CPU has native bf16
+        return lambda img: stylize(model, img, precision="fp32")
+    return None
+
+
+def training_photos(cfg: Config) -> data.RandomCrops:
+    photos = data.content_paths("train")
+    if cfg.data.n_train:
+        photos = photos[: cfg.data.n_train]
+    return data.RandomCrops(photos, cfg.data.content_size, cfg.data.image_size,
+                            transform=content_transform(cfg))
+
+
+def select_style_targets(targets: dict, idx: torch.Tensor) -> dict:
+    """Per-sample style targets for conditional IN: sample i gets style idx[i]."""
+    return {l: (t[idx] if isinstance(t, torch.Tensor) else tuple(x[idx] for x in t))
+            for l, t in targets.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks
+
+
+class SingleStyle:
+    """One style: every photo is pushed toward the same style targets."""
+
+    def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
+        self.cfg, self.device = cfg, device
+        self.loss_fn = build_loss(cfg, device)
+        self.style_targets = self.loss_fn.compute_style_targets(style_images(cfg).to(device))
+        self.photos = training_photos(cfg) if train else None
+
+    def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
+        return {"x": self.photos.sample(batch_size, g).to(self.device, memory_format=memory_format)}
+
+    def loss(self, model, batch: dict) -> dict:
+        x = batch["x"]
+        return self.loss_fn(model(x).float(), x, style_targets=self.style_targets)
+
+    def styles(self) -> list:
+        """What one held-out photo is measured with: here, nothing to choose."""
+        return [None]
+
+    def apply(self, model, x: torch.Tensor, style) -> torch.Tensor:
+        return model(x)
+
+    def heldout_terms(self, model, x: torch.Tensor, style) -> dict:
+        """Unweighted loss terms of the generator on one held-out photo (1, 3, H, W)."""
+        return self.loss_fn(self.apply(model, x, style).float(), x, style_targets=self.style_targets,
+                            weighted=False)
+
+    @torch.no_grad()
+    def evaluate(self, model, photos: list[torch.Tensor]) -> dict:
+        """Held-out style, content and TV losses (unweighted, eval mode), averaged over photos
+        (and styles): the numbers IN Fig. 5 compares."""
+        was_training = model.training
+        model.eval()
+        acc: dict[str, list[float]] = {}
+        for x in photos:
+            for s in self.styles():
+                terms = self.heldout_terms(model, x[None].to(self.device), s)
+                for k in ("style", "content", "tv"):
+                    acc.setdefault(k, []).append(float(terms[k]))
+        model.train(was_training)
+        return {k: sum(v) / len(v) for k, v in acc.items()}
+
+    @torch.no_grad()
+    def save_samples(self, model, photos: list[torch.Tensor], path: Path) -> None:
+        """A grid: each of the first 3 photos (128 px crops), then its stylizations."""
+        model.eval()
+        shown = self.styles()[:4]
+        rows = []
+        for x in photos[:3]:
+            x = images.center_crop(images.resize_shorter(x, 128), 128)[None].to(self.device)
+            outs = [x[0].cpu()] + [self.apply(model, x, s)[0].float().clamp(0, 1).cpu() for s in shown]
+            rows.append(torch.cat(outs, dim=2))
+        model.train()
+        images.save_image(torch.cat(rows, dim=1), path)
+
+
+class ConditionalStyles(SingleStyle):
+    """N styles in one generator: each sample draws the index of its style."""
+
+    def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
+        super().__init__(cfg, device, train=train)
+        self.n_styles = cfg.model.n_styles
+
+    def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
+        batch = super().sample(batch_size, g, memory_format)
+        batch["idx"] = torch.randint(self.n_styles, (batch_size,), generator=g).to(self.device)
+        return batch
+
+    def loss(self, model, batch: dict) -> dict:
+        x, idx = batch["x"], batch["idx"]
+        return self.loss_fn(model(x, idx).float(), x,
+                            style_targets=select_style_targets(self.style_targets, idx))
+
+    def styles(self) -> list:
+        return list(range(self.n_styles))
+
+    def apply(self, model, x: torch.Tensor, style) -> torch.Tensor:
+        return model(x, torch.tensor([style], device=x.device))
+
+    def heldout_terms(self, model, x: torch.Tensor, style) -> dict:
+        targets = select_style_targets(self.style_targets, torch.tensor([style], device=x.device))
+        return self.loss_fn(self.apply(model, x, style).float(), x, style_targets=targets, weighted=False)
+
+
+class ArbitraryStyle(SingleStyle):
+    """AdaIN: any painting at test time; trained on a fresh batch of paintings every step."""
+
+    def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
+        self.cfg, self.device = cfg, device
+        self.loss_fn = build_loss(cfg, device)
+        self.photos = training_photos(cfg) if train else None
+        self.paintings = data.RandomCrops([data.image_path(s, "style") for s in cfg.data.style],
+                                          cfg.data.style_size, cfg.data.image_size) if train else None
+        # measured during training with up to 4 of its own paintings
+        self.test_styles = [images.load_image(data.image_path(s, "style"), size=cfg.data.style_size)
+                            for s in cfg.data.style[:4]]
+
+    def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
+        batch = super().sample(batch_size, g, memory_format)  # the photos first, then the paintings
+        batch["s"] = self.paintings.sample(batch_size, g).to(self.device, memory_format=memory_format)
+        return batch
+
+    def loss(self, model, batch: dict) -> dict:
+        x, s = batch["x"], batch["s"]
+        y, t = model(x, s, return_target=True)
+        return self.loss_fn(y.float(), content_feats={self.cfg.model.encoder_layer: t.float()}, style=s)
+
+    def styles(self) -> list:
+        return self.test_styles
+
+    def apply(self, model, x: torch.Tensor, style) -> torch.Tensor:
+        return model(x, style[None].to(x.device))
+
+    def heldout_terms(self, model, x: torch.Tensor, style) -> dict:
+        # t lives on the encoder's grid: compare on a crop that the encoder does not round
+        m = model.down
+        x = x[..., : x.shape[-2] // m * m, : x.shape[-1] // m * m]
+        s = style[None].to(x.device)
+        y, t = model(x, s, return_target=True)
+        return self.loss_fn(y, content_feats={model.encoder_layer: t}, style=s, weighted=False)
+
+
+def make_task(cfg: Config, device: torch.device | str = "cpu", *, train: bool = True) -> SingleStyle:
+    """The task ``cfg`` trains (``train=False``: only what measuring a trained model needs)."""
+    device = torch.device(device)
+    if cfg.model.arch == "adain":
+        return ArbitraryStyle(cfg, device, train=train)
+    if cfg.model.norm == "conditional_instance":
+        return ConditionalStyles(cfg, device, train=train)
+    return SingleStyle(cfg, device, train=train)
