@@ -39,20 +39,20 @@ SIDES = (512, 1024)
 _CHILD = r"""
 import sys, torch
 torch.set_num_threads(2)
-kind, side, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kind, side, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]  # mode: a precision
 opts = dict(a.split("=") for a in sys.argv[4:])
 x = torch.rand(3, side, side)
 if kind == "generator":
     from repro.models import build_generator
     from repro.inference import stylize
     model = build_generator(opts["arch"], width=float(opts["width"])).eval()
-    call = lambda img: stylize(model, img, precision="fp32" if mode == "exact" else "auto")
+    call = lambda img: stylize(model, img, precision=mode)
 elif kind == "adain":
     from repro.models import build_generator
     from repro.inference import stylize
     model = build_generator("adain", encoder_layer=opts["encoder_layer"], vgg_weights="random").eval()
     s = torch.rand(3, 256, 256)
-    call = lambda img: stylize(model, img, style=s, precision="fp32" if mode == "exact" else "auto")
+    call = lambda img: stylize(model, img, style=s, precision=mode)
 else:
     from repro import gatys
     s = torch.rand(3, 256, 256)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = {}
     for case in args.only or CASES:
-        modes = ["exact"] if case.startswith("gatys") else ["exact", "fast"]
+        modes = ["fp32"] if case.startswith("gatys") else ["fp32", "auto"]
         for mode in modes:
             e = {s: measure(case, s, mode) for s in SIDES}
             (s1, s2) = SIDES

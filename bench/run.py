@@ -132,7 +132,6 @@ def _timed(fn, reps: int, device: torch.device) -> tuple[float, float, list[floa
 
 
 def _inference_model(spec: dict):
-
     if spec["run"]:
         return load_generator(spec["run"])
     torch.manual_seed(0)
@@ -194,8 +193,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, device,
                     psnr_photos) -> list[dict]:
-
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
@@ -372,8 +369,6 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(_child_inference(json.loads(args.child))))
         return 0
-
-
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))

@@ -134,7 +134,7 @@ if profile == "cpu":
              "above the 0.5x aimed for: the decoder is far from trained (the paper: 160k iterations on "
              "80k paintings; here 800 on 12). Its held-out style loss was still falling (40.3 at step "
              "400, 33.2 at 800), and a higher style weight did not lower the raw training style loss "
-             "(600 steps: 35.4 at weight 1, 36.6 at weight 3, which also drew a generic shard texture over the photo). Most of the loss "
+             "(configs/cpu.yaml keeps what was tried). Most of the loss "
              "is at relu3_1 itself (19 of 33): the decoder does not yet reproduce the statistics AdaIN "
              "sets. The outputs take each style's palette and keep the photo, but the four styles' "
              "strokes look alike.")

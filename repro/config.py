@@ -248,6 +248,12 @@ def figures_dir(profile: str | Path) -> Path:
     return paths.ROOT / where
 
 
+def asserts_claims(profile: str | Path) -> bool:
+    """Whether a figure claim that does not hold fails the notebook at this profile
+    (``figures: {assert_claims: true}``: cpu and paper; at smoke claims are only recorded)."""
+    return bool(profile_section(profile, "figures").get("assert_claims", False))
+
+
 def refreshes_readme(profile: str | Path) -> bool:
     """Whether a profile's figures are the README's (``figures: {readme: true}``; only ``cpu``)."""
     return bool(profile_section(profile, "figures").get("readme", False))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageCms, ImageOps
 
 from repro import images, paths
 from repro.atomic import atomic_write_bytes
@@ -137,8 +138,6 @@ def _download(url: str) -> bytes:
 def _normalise_image(raw: bytes, entry: Entry) -> bytes:
     """images_PROVENANCE.md "Normalisation": orientation, sRGB, shorter side 512 (hires 1080)
     with Lanczos, never upscaled, baseline JPEG quality 92, no metadata."""
-    from PIL import Image, ImageCms, ImageOps
-
     img = Image.open(io.BytesIO(raw))
     img = ImageOps.exif_transpose(img)
     icc = img.info.get("icc_profile")

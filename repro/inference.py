@@ -234,7 +234,8 @@ class Stylizer:
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
         self.device, self.tile, self.overlap = dev, tile, overlap
         self.dtype = precision_mod.inference_dtype(precision, exact, dev)
-        self.exact = self.dtype is None
+        # plain eager fp32 only when asked for: "auto" on a CPU without bf16 still compiles
+        self.exact = exact or precision == "fp32"
         self.arbitrary = isinstance(model, AdaINNet)
         self.memory_format = torch.contiguous_format
         if dev.type == "cuda" and not self.exact:

@@ -13,8 +13,12 @@
 
 The hash covers the config and the sha256 of every file the config names by path (a style
 image given as a path, the checkpoint of ``data.transform_checkpoint``), so a changed file means
-a new run. Notebooks call ``train(config)`` freely: a finished run whose logs hold every step
-exactly once returns at once; one whose logs disagree with its ``done.json`` is repaired.
+a new run. ``train(config)`` may be called freely: a finished run whose logs hold every step
+exactly once returns at once; one whose logs disagree with its ``done.json`` is repaired
+(``finished``); ``done.json`` is written last (``write_summary``).
+
+``Run`` is the handle notebooks and scripts hold (``experiments.train_generator`` returns one):
+the directory, its config, logs, summary and model.
 """
 from __future__ import annotations
 
@@ -312,6 +316,9 @@ class Run(os.PathLike):
 
     path: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
     def __fspath__(self) -> str:
         return str(self.path)
 
@@ -337,7 +344,6 @@ class Run(os.PathLike):
         """Held-out losses at each evaluation step."""
         return evals(self.path)
 
-    @property
     def summary(self) -> dict:
         """``done.json``: final train and held-out losses, device, precision, commit."""
         return summary(self.path)

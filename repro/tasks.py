@@ -6,7 +6,7 @@
 - ``ArbitraryStyle``: a fresh batch of paintings each step; content loss against AdaIN's target
   t, style loss against the batch's paintings (Huang & Belongie 2017, eq. 11-13).
 
-``make_task(cfg, device)`` picks one from the config. The trainer (``repro.train``) runs any of
+``make_task(cfg, device)`` picks one from the config; ``Task`` is what the trainer relies on. The trainer (``repro.train``) runs any of
 them; ``experiments.heldout_losses`` measures a trained generator with the same held-out terms.
 """
 from __future__ import annotations
@@ -84,33 +84,30 @@ def select_style_targets(targets: dict, idx: torch.Tensor) -> dict:
 # The tasks
 
 
-class SingleStyle:
-    """One style: every photo is pushed toward the same style targets."""
+class Task:
+    """What the trainer needs of a task: ``sample`` a batch, its ``loss``, and the held-out
+    measurements (``evaluate``, ``save_samples``) built on ``styles``/``apply``/``heldout_terms``."""
 
-    def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
+    def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
         self.loss_fn = build_loss(cfg, device)
-        self.style_targets = self.loss_fn.compute_style_targets(style_images(cfg).to(device))
-        self.photos = training_photos(cfg) if train else None
 
     def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
         return {"x": self.photos.sample(batch_size, g).to(self.device, memory_format=memory_format)}
 
     def loss(self, model, batch: dict) -> dict:
-        x = batch["x"]
-        return self.loss_fn(model(x).float(), x, style_targets=self.style_targets)
+        raise NotImplementedError
 
     def styles(self) -> list:
-        """What one held-out photo is measured with: here, nothing to choose."""
-        return [None]
+        """What one held-out photo is measured with (none, style indices, style images)."""
+        raise NotImplementedError
 
     def apply(self, model, x: torch.Tensor, style) -> torch.Tensor:
-        return model(x)
+        raise NotImplementedError
 
     def heldout_terms(self, model, x: torch.Tensor, style) -> dict:
         """Unweighted loss terms of the generator on one held-out photo (1, 3, H, W)."""
-        return self.loss_fn(self.apply(model, x, style).float(), x, style_targets=self.style_targets,
-                            weighted=False)
+        raise NotImplementedError
 
     @torch.no_grad()
     def evaluate(self, model, photos: list[torch.Tensor]) -> dict:
@@ -141,6 +138,29 @@ class SingleStyle:
         images.save_image(torch.cat(rows, dim=1), path)
 
 
+class SingleStyle(Task):
+    """One style: every photo is pushed toward the same style targets."""
+
+    def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
+        super().__init__(cfg, device)
+        self.style_targets = self.loss_fn.compute_style_targets(style_images(cfg).to(device))
+        self.photos = training_photos(cfg) if train else None
+
+    def loss(self, model, batch: dict) -> dict:
+        x = batch["x"]
+        return self.loss_fn(model(x).float(), x, style_targets=self.style_targets)
+
+    def styles(self) -> list:
+        return [None]
+
+    def apply(self, model, x: torch.Tensor, style) -> torch.Tensor:
+        return model(x)
+
+    def heldout_terms(self, model, x: torch.Tensor, style) -> dict:
+        return self.loss_fn(self.apply(model, x, style).float(), x, style_targets=self.style_targets,
+                            weighted=False)
+
+
 class ConditionalStyles(SingleStyle):
     """N styles in one generator: each sample draws the index of its style."""
 
@@ -169,12 +189,11 @@ class ConditionalStyles(SingleStyle):
         return self.loss_fn(self.apply(model, x, style).float(), x, style_targets=targets, weighted=False)
 
 
-class ArbitraryStyle(SingleStyle):
+class ArbitraryStyle(Task):
     """AdaIN: any painting at test time; trained on a fresh batch of paintings every step."""
 
     def __init__(self, cfg: Config, device: torch.device, *, train: bool = True):
-        self.cfg, self.device = cfg, device
-        self.loss_fn = build_loss(cfg, device)
+        super().__init__(cfg, device)
         self.photos = training_photos(cfg) if train else None
         self.paintings = data.RandomCrops([data.image_path(s, "style") for s in cfg.data.style],
                                           cfg.data.style_size, cfg.data.image_size) if train else None
@@ -207,7 +226,7 @@ class ArbitraryStyle(SingleStyle):
         return self.loss_fn(y, content_feats={model.encoder_layer: t}, style=s, weighted=False)
 
 
-def make_task(cfg: Config, device: torch.device | str = "cpu", *, train: bool = True) -> SingleStyle:
+def make_task(cfg: Config, device: torch.device | str = "cpu", *, train: bool = True) -> Task:
     """The task ``cfg`` trains (``train=False``: only what measuring a trained model needs)."""
     device = torch.device(device)
     if cfg.model.arch == "adain":

@@ -1,14 +1,15 @@
 """The fast paths: run-time precision choice, the fused instance norm, bf16-safe pieces of the
-generators, ``stylize(exact=...)`` and the compiled ``Stylizer``."""
+generators, ``stylize(precision=...)`` and the compiled ``Stylizer``."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from repro import cli, precision, runs
 from repro import config as config_mod
-from repro import precision, runs
 from repro.inference import Stylizer, stylize
 from repro.models import build_generator
 from repro.norms import ConditionalInstanceNorm, InstanceNorm
+from repro.train import resolve_precision, train
 
 
 def psnr(a, b):
@@ -83,11 +84,12 @@ def trained_like():
     return model
 
 
-def test_stylize_exact_is_plain_fp32_and_fast_path_is_close(trained_like, monkeypatch):
+def test_stylize_fp32_is_plain_fp32_and_fast_path_is_close(trained_like, monkeypatch):
     x = torch.rand(3, 40, 52)
     with torch.no_grad():
         plain = trained_like(x[None])[0].clamp(0, 1)
-    assert torch.equal(stylize(trained_like, x, exact=True), plain)
+    assert torch.equal(stylize(trained_like, x, precision="fp32"), plain)
+    assert torch.equal(stylize(trained_like, x, exact=True), plain)  # the synonym
     monkeypatch.setenv("REPRO_CPU_BF16", "0")  # no native bf16: the fast path is fp32
     assert torch.equal(stylize(trained_like, x), plain)
     monkeypatch.setenv("REPRO_CPU_BF16", "1")
@@ -99,9 +101,9 @@ def test_stylizer_compiles_matches_and_leaves_the_model_alone(trained_like, monk
     monkeypatch.setenv("REPRO_CPU_BF16", "1")
     trained_like.train()
     x = torch.rand(3, 36, 44)
-    plain = stylize(trained_like, x, exact=True)
+    plain = stylize(trained_like, x, precision="fp32")
     assert trained_like.training  # stylize restores the caller's mode
-    exact = Stylizer(trained_like, exact=True)  # a Stylizer keeps the module in eval mode
+    exact = Stylizer(trained_like, precision="fp32")  # a Stylizer keeps the module in eval mode
     assert not exact.compiled and exact.dtype is None and not trained_like.training
     assert torch.equal(exact(x), plain)
     fast = Stylizer(trained_like)
@@ -119,7 +121,7 @@ def test_trainer_records_the_precision_auto_chose(tmp_path, monkeypatch, data_re
     cfg = config_mod.load_config("smoke", ["optim.steps=2", "train.eval_every=0", "data.n_train=2",
                                            "data.test_images=[]", "loss.vgg_weights=random"])
     assert cfg.train.precision == "auto"
-    run = __import__("repro.train", fromlist=["train"]).train(cfg, progress=False)
+    run = train(cfg, progress=False)
     assert runs.summary(run)["precision"] == "fp32"
 
 
@@ -133,10 +135,31 @@ def test_fused_norm_falls_back_on_1x1_maps():
 @pytest.mark.parametrize("bf16_ok, expected", [(True, torch.bfloat16), (False, torch.float16)])
 def test_cuda_fast_dtype_and_the_trainers_fp16_fallback(monkeypatch, bf16_ok, expected):
     # no GPU here: the CUDA choice is exercised through what it asks torch
-    from repro.train import resolve_precision
-
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
     assert precision.resolve_precision("auto", "cuda") is expected
     # fp16 would need loss scaling: the trainer uses fp32 on an fp16-only GPU
     assert resolve_precision("auto", torch.device("cuda")) is (torch.bfloat16 if bf16_ok else None)
     assert resolve_precision("fp32", torch.device("cuda")) is None
+
+
+def test_one_precision_vocabulary_for_stylize_stylizer_config_and_cli(trained_like, monkeypatch):
+    x = torch.rand(3, 32, 32)
+    monkeypatch.setenv("REPRO_CPU_BF16", "0")
+    # "auto" without native bf16 is fp32 arithmetic, but the Stylizer still compiles: only an
+    # explicit fp32 request means plain eager fp32
+    auto = Stylizer(trained_like)
+    assert auto.dtype is None and auto.compiled
+    forced = Stylizer(trained_like, precision="bf16", compile=False)
+    assert forced.dtype is torch.bfloat16
+    assert not torch.equal(stylize(trained_like, x, precision="bf16"), stylize(trained_like, x, precision="fp32"))
+    with pytest.raises(ValueError, match="exact=True means precision='fp32'"):
+        stylize(trained_like, x, exact=True, precision="bf16")
+    for bad in ("fp16", "double"):
+        with pytest.raises(ValueError, match="precision must be one of"):
+            stylize(trained_like, x, precision=bad)
+        with pytest.raises(config_mod.ConfigError, match="train.precision"):
+            config_mod.load_config("smoke", [f"train.precision={bad}"])
+    parser = cli.build_parser()
+    assert parser.parse_args(["stylize", "c.pt", "in.png", "out.png", "--precision", "bf16"]).precision == "bf16"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["stylize", "c.pt", "in.png", "out.png", "--precision", "fp16"])

@@ -307,7 +307,7 @@ def test_budget_estimate_bounds_a_measured_call():
     whose allocator returns freed memory, as bench/memory.py does)."""
     from bench import memory
 
-    extra = memory.measure("residual_w0.5", 512, "exact")
+    extra = memory.measure("residual_w0.5", 512, "fp32")
     est = budget.generator_bytes({"arch": "residual", "width": 0.5}, 512 * 512)
     assert extra <= est < 4 * extra
 
@@ -331,8 +331,8 @@ def test_tiled_equals_untiled_for_every_kind_of_generator():
                                   ("multiscale", "batch", wide, 256),
                                   ("multiscale", "instance", wide, 256)):
         model = build_generator(arch, norm=norm, width=0.25).eval()
-        whole = stylize(model, img, exact=True)
-        tiled = stylize(model, img, exact=True, tile=tile)
+        whole = stylize(model, img, precision="fp32")
+        tiled = stylize(model, img, precision="fp32", tile=tile)
         psnr = -10 * math.log10(float(((whole - tiled) ** 2).mean()) + 1e-20)
         assert psnr >= 60.0, (arch, norm, psnr)  # the same image to float rounding
     # conditional IN (a style index, and a mix) and the AdaIN encoder-decoder, also via Stylizer
@@ -345,18 +345,18 @@ def test_tiled_equals_untiled_for_every_kind_of_generator():
             p.add_(0.1 * torch.randn_like(p))
     batch = torch.stack([x, x.flip(-1)])
     for style in (1, [0.3, 0.7]):
-        whole = stylize(cin, batch, style=style, exact=True)
-        tiled = Stylizer(cin, exact=True, tile=64)(batch, style=style)
+        whole = stylize(cin, batch, style=style, precision="fp32")
+        tiled = Stylizer(cin, precision="fp32", tile=64)(batch, style=style)
         assert -10 * math.log10(float(((whole - tiled) ** 2).mean()) + 1e-20) >= 60.0, style
     net = AdaINNet(vgg_weights="random").eval()
     s = torch.rand(3, 64, 64)
-    whole = stylize(net, x, style=s, exact=True, alpha=0.8)
-    tiled = stylize(net, x, style=s, exact=True, alpha=0.8, tile=64)
+    whole = stylize(net, x, style=s, precision="fp32", alpha=0.8)
+    tiled = stylize(net, x, style=s, precision="fp32", alpha=0.8, tile=64)
     assert -10 * math.log10(float(((whole - tiled) ** 2).mean()) + 1e-20) >= 60.0
     # each tile normalized by its own statistics would not do: that is what the passes are for
     from repro import tiling
     model = build_generator("residual", width=0.25).eval()
-    whole = stylize(model, x, exact=True)
+    whole = stylize(model, x, precision="fp32")
     own = tiling.generator_tiled(model, x[None], tile=64, statistics="tile")[0]
     assert -10 * math.log10(float(((whole - own) ** 2).mean())) < 30
 
@@ -386,7 +386,7 @@ def test_api_accepts_uint8_numpy_and_pil_as_the_same_image():
     model = build_generator("residual", width=0.25)
     arr = (np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)
     ref = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
-    outs = [stylize(model, x, exact=True) for x in
+    outs = [stylize(model, x, precision="fp32") for x in
             (ref, arr, Image.fromarray(arr), torch.from_numpy(arr).permute(2, 0, 1).contiguous())]
     for o in outs[1:]:
         assert torch.equal(o, outs[0])

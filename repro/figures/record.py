@@ -66,12 +66,15 @@ class FigureRecord:
         self._t0 = time.perf_counter()
 
     def claim(self, statement: str, measured: str, holds: bool, *, paper: str = "",
-              assert_at: tuple[str, ...] = ("cpu", "paper")) -> bool:
+              assert_at: tuple[str, ...] | None = None) -> bool:
         """Record a claim. It is *asserted* (the notebook fails when it does not hold) at the
-        profiles in ``assert_at``; at others (smoke) it is only recorded."""
+        profiles whose YAML says ``figures: {assert_claims: true}``, or only at those named in
+        ``assert_at`` (a claim that needs the paper's scale); elsewhere it is only recorded."""
         holds = bool(holds)
         self.claims.append({"statement": statement, "measured": measured, "holds": holds,
-                            "paper": paper, "asserted": self.profile in assert_at})
+                            "paper": paper,
+                            "asserted": (self.profile in assert_at if assert_at is not None
+                                         else config.asserts_claims(self.profile))})
         return holds
 
     def deviation(self, text: str) -> None:
