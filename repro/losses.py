@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from repro.choices import check_choice
+from repro.norms import mean_std
 from repro.vgg import LossNetwork
 
 GRAM_NORMALIZATIONS = ("hw", "chw")
@@ -70,18 +71,12 @@ def gram(features: torch.Tensor, normalize: str = "hw") -> torch.Tensor:
         return torch.bmm(f, f.transpose(1, 2)) / z
 
 
-def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample, per-channel mean and std over H, W: ``(N, C, H, W) -> ((N, C), (N, C))``.
-
-    ``sigma = sqrt(var + eps)`` with the biased variance (the instance-normalisation statistic,
-    IN paper eq. 3 and AdaIN eq. 5-6); eps inside the root keeps the gradient finite on
-    constant feature maps, where ``std() + eps`` would give NaN.
-    """
+def _stats_rows(features: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The instance statistics of :func:`repro.norms.mean_std` (IN eq. 3, AdaIN eq. 5-6: biased
+    variance, eps inside the root) as ``(N, C)`` rows, in float32, for the style distances."""
     _check_features("features", features)
-    f = features.float().flatten(2)
-    mu = f.mean(dim=2)
-    sigma = (f.var(dim=2, unbiased=False) + eps).sqrt()
-    return mu, sigma
+    mu, sigma = mean_std(features.float(), eps)
+    return mu.flatten(1), sigma.flatten(1)
 
 
 def content_loss(x_feat: torch.Tensor, y_feat: torch.Tensor) -> torch.Tensor:
@@ -156,8 +151,8 @@ def meanstd_style_loss(x_feat: torch.Tensor, y_feat: torch.Tensor, eps: float = 
     may differ from ``x_feat``'s.
     """
     _check_features("y_feat", y_feat)
-    mu_x, sigma_x = mean_std(x_feat, eps)
-    mu_y, sigma_y = mean_std(y_feat, eps)
+    mu_x, sigma_x = _stats_rows(x_feat, eps)
+    mu_y, sigma_y = _stats_rows(y_feat, eps)
     return meanstd_distance(mu_x, sigma_x, mu_y, sigma_y, reduction)
 
 
@@ -276,7 +271,7 @@ class PerceptualLoss(nn.Module):
     def _stats(self, feat: torch.Tensor):
         if self.style_stat == "gram":
             return gram(feat, self.gram_normalize)
-        return mean_std(feat, self.eps)
+        return _stats_rows(feat, self.eps)
 
     @torch.no_grad()
     def features(self, image: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -342,7 +337,7 @@ class PerceptualLoss(nn.Module):
     def _style_term(self, feat: torch.Tensor, target) -> torch.Tensor:
         if self.style_stat == "gram":
             return gram_style_loss(feat, target, self.gram_normalize)
-        mu, sigma = mean_std(feat, self.eps)
+        mu, sigma = _stats_rows(feat, self.eps)
         return meanstd_distance(mu, sigma, target[0], target[1], self.meanstd_reduction)
 
     def forward(self, output: torch.Tensor, content: torch.Tensor | None = None, *,
