@@ -76,11 +76,11 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
     for a conditional-IN generator, the index of the style to apply and measure against.
     Returns means over images and the per-image lists.
     """
-    run = runs.Run(Path(run))
+    run = runs.Run(run)
     task = tasks.make_task(run.config, train=False)
     if isinstance(task, tasks.ArbitraryStyle):
         raise ValueError(f"{run.path} is an AdaIN model: measure it against its style images")
-    n_styles = len(task.styles()) if isinstance(task, tasks.ConditionalStyles) else 0
+    n_styles = task.n_styles if isinstance(task, tasks.ConditionalStyles) else 0
     if n_styles and style is None:
         raise ValueError(f"{run.path} is a conditional-IN generator of {n_styles} styles: give style=")
     if style is not None and not (n_styles and 0 <= style < n_styles):
