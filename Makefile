@@ -6,6 +6,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PROFILE ?= cpu
+# DRY=1: a dry run of PROFILE (tiny images, a few steps, a random VGG-19 stand-in for downloads)
+DRY_RUN := $(if $(filter 1 yes true,$(DRY)),--dry-run,)
+# make gpu-check GPU_CHECK_ARGS='--skip bench' (the options: python -m bench.gpu_check --help)
+GPU_CHECK_ARGS ?=
 
 ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
 PYTHON ?= python
@@ -17,10 +21,10 @@ endif
 
 FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin
 
-.PHONY: help setup data test smoke figures bench notebooks lab clean distclean $(FIGS)
+.PHONY: help setup data test smoke figures bench gpu-check notebooks lab clean distclean $(FIGS)
 
 help: ## list the targets
-	@echo "usage: make TARGET [PROFILE=smoke|cpu|paper]"
+	@echo "usage: make TARGET [PROFILE=smoke|cpu|gpu|paper] [DRY=1]"
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 	@echo "  $(FIGS)"
@@ -46,14 +50,17 @@ test: setup data ## unit tests and the notebooks' stored smoke runs (nbval)
 smoke: setup data ## every figure notebook with the smoke profile (a quick end-to-end check)
 	$(PYTHON) -m repro figures --profile smoke
 
-figures: setup data ## regenerate every figure into figures/ (PROFILE=cpu by default)
-	$(PYTHON) -m repro figures --profile $(PROFILE)
+figures: setup data ## regenerate every figure into figures/ (PROFILE=cpu by default; DRY=1: a dry run)
+	$(PYTHON) -m repro figures --profile $(PROFILE) $(DRY_RUN)
 
 $(FIGS): setup data
-	$(PYTHON) -m repro figures --profile $(PROFILE) --only $@
+	$(PYTHON) -m repro figures --profile $(PROFILE) $(DRY_RUN) --only $@
 
 bench: setup data ## benchmarks vs plain fp32 references -> bench/results/<machine>.json, README table
 	$(PYTHON) -m bench
+
+gpu-check: setup data ## on a GPU: its CUDA paths, bench, the gpu figures -> bench/results/gpu-check-<gpu>.json
+	$(PYTHON) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 notebooks: setup data ## rebuild notebooks/*.ipynb from their .py sources with smoke outputs
 	$(PYTHON) -m repro notebooks

@@ -70,11 +70,12 @@ rec.params["train_config"] = to_dict(cfg)
 methods = ("AdaIN", "per-style generator", "Gatys et al.", "content photo")
 losses = {m: {} for m in methods}
 shown, gatys_cache = {}, {}
+gatys_loss = experiments.gatys_loss(profile, style_weight=gatys_style_weight)   # the profile's layers and VGG
 
 
 def gatys_result(x, s, key):
     if key not in gatys_cache:
-        gatys_cache[key] = gatys.stylize(x, s, steps=gatys_steps, style_weight=gatys_style_weight).image
+        gatys_cache[key] = gatys.stylize(x, s, steps=gatys_steps, loss=gatys_loss).image
     return gatys_cache[key]
 
 
@@ -125,7 +126,7 @@ for style in unseen:
               f"content loss AdaIN {a['content']:.3g} vs per-style generator {g['content']:.3g} "
               f"(x{a['content'] / g['content']:.2f}), Gatys et al. {gy['content']:.3g}",
               holds=a["content"] <= content_ratio_bound * g["content"], paper="AdaIN Fig. 3")
-rec.deviation(f"encoder VGG-19 up to {cfg.model.encoder_layer} (the local weights; paper: relu4_1), "
+rec.deviation(f"encoder VGG-19 up to {cfg.model.encoder_layer} ({model.encoder.weights} weights; paper: relu4_1), "
               f"decoder mirrored from it; {len(seen)} training paintings and {cfg.data.n_train or 'all'} "
               f"photos, {cfg.optim.steps} steps at {cfg.data.image_size} px (paper: 80k MS-COCO x 80k "
               "WikiArt, 512 -> 256 px crops, batch 8)")
@@ -138,8 +139,8 @@ if profile == "cpu":
              "is at relu3_1 itself (19 of 33): the decoder does not yet reproduce the statistics AdaIN "
              "sets. The outputs take each style's palette and keep the photo, but the four styles' "
              "strokes look alike.")
-rec.deviation(f"Gatys et al.: {gatys_steps} L-BFGS steps with the Gram loss on {gatys_photos} photo(s) per style; "
-              "every method is scored with AdaIN's mean/std loss")
+rec.deviation(f"Gatys et al.: {gatys_steps} L-BFGS steps with the Gram loss ({experiments.describe_loss_network(gatys_loss)}) "
+              f"on {gatys_photos} photo(s) per style; every method is scored with AdaIN's mean/std loss")
 
 # %%
 x0 = images.load_image(data.content_path(photos[0]), size=size)

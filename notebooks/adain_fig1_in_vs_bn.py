@@ -69,8 +69,8 @@ rec.deviation(f"residual generator (Johnson et al.) at width {cfg['model']['widt
               f"{cfg['optim']['steps']} Adam steps, batch {cfg['optim']['batch_size']}, "
               f"{cfg['data']['image_size']} px crops of {cfg['data']['n_train']} photos "
               "(paper: improved texture networks on MS-COCO, 5000 iterations)")
-rec.deviation("style layers " + ",".join(cfg["loss"]["style_layers"]) + " of the normalised "
-              "VGG-19; the style loss is the per-step training loss, unweighted")
+rec.deviation("style layers " + ",".join(cfg["loss"]["style_layers"]) + f" of VGG-19 ({cfg['loss']['vgg_weights']} "
+              "weights); the style loss is the per-step training loss, unweighted")
 rec.deviation(f"style normalization by this project's IN generator for {normalizing_style} "
               "(paper: a pretrained Johnson et al. network)")
 

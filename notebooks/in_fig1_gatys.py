@@ -18,29 +18,27 @@ style = "starry_night"
 size = 64            # shorter side, pixels
 steps = 20           # L-BFGS iterations
 style_weight = 1e3
-content_layers = ["relu3_1"]
-style_layers = ["relu1_1", "relu2_1", "relu3_1"]
 
 # %%
 import torch
 import matplotlib.pyplot as plt
 
-from repro import data, figures, gatys, images
+from repro import data, experiments, figures, gatys, images
 from repro.figures import plots
-from repro.losses import PerceptualLoss, style_content_losses
+from repro.losses import style_content_losses
 
 torch.manual_seed(0)
+loss = experiments.gatys_loss(profile, style_weight=style_weight)   # the profile's layers and VGG
 rec = figures.FigureRecord("in_fig1_gatys", profile, title="Gatys et al. stylization",
                            params=dict(content=content, style=style, size=size, steps=steps,
-                                       style_weight=style_weight, content_layers=content_layers,
-                                       style_layers=style_layers))
-rec.deviation("loss network: Gatys-normalised VGG-19 up to relu3_1 (local weights); content relu3_1, "
-              "style relu1_1..relu3_1 (Gatys et al.: content relu4_2, style relu1_1..relu5_1)")
+                                       style_weight=style_weight, content_layers=loss.content_layers,
+                                       style_layers=loss.style_layers))
+rec.deviation(f"loss network: {experiments.describe_loss_network(loss)} (Gatys et al.: content "
+              "relu4_2, style relu1_1..relu5_1)")
 
 # %%
 c = images.load_image(data.content_path(content), size=size)
 s = images.load_image(data.style_path(style), size=size)
-loss = PerceptualLoss(content_layers, style_layers, style_weight=style_weight)
 result = gatys.stylize(c, s, steps=steps, loss=loss)
 
 # Raw (unweighted) losses, all against the same targets.

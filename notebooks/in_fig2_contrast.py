@@ -27,19 +27,19 @@ init = "content"
 import torch
 import matplotlib.pyplot as plt
 
-from repro import data, figures, gatys, images, metrics
+from repro import data, experiments, figures, gatys, images, metrics
 from repro.figures import plots
-from repro.losses import PerceptualLoss
 
 torch.manual_seed(0)
+loss = experiments.gatys_loss(profile, style_weight=style_weight)   # the profile's layers and VGG
 rec = figures.FigureRecord("in_fig2_contrast", profile, title="contrast invariance",
                            params=dict(contents=contents, style=style, factors=factors, size=size,
                                        steps=steps, style_weight=style_weight, init=init))
 rec.deviation("contrast measured as RMS luminance contrast over several content images and "
-              "factors (the paper shows one pair of images); loss network up to relu3_1")
+              "factors (the paper shows one pair of images); loss network: "
+              + experiments.describe_loss_network(loss))
 
 # %%
-loss = PerceptualLoss(["relu3_1"], ["relu1_1", "relu2_1", "relu3_1"], style_weight=style_weight)
 s = images.load_image(data.style_path(style), size=size)
 rows_content, rows_style = [], []          # images for the figure
 out_c = torch.zeros(len(contents), len(factors))   # output contrast, content scaled

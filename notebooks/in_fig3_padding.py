@@ -91,7 +91,8 @@ rec.note("A first statistic (how far a border band's mean colour and gradient en
 # %%
 content = images.load_image(data.content_path(show), size=size)
 style_img = images.load_image(data.style_path(style), size=size)
-g = gatys.stylize(content, style_img, steps=gatys_steps, style_weight=gatys_style_weight)
+g = gatys.stylize(content, style_img, steps=gatys_steps,
+                  loss=experiments.gatys_loss(profile, style_weight=gatys_style_weight))
 cells = [[content, style_img, g.image], [shown[k] for k in variants]]
 titles = [["content", "style", "Gatys et al."],
           [f"{k}\nborder excess {mean[k]:.2f}" for k in variants]]

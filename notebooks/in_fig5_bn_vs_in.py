@@ -45,8 +45,9 @@ rec.params["train_config"] = cfg
 rec.deviation(f"{cfg['optim']['steps']} Adam steps, batch {cfg['optim']['batch_size']}, "
               f"{cfg['data']['image_size']} px crops of {cfg['data']['n_train']} photos (paper: "
               "tens of thousands of steps at 256 px)")
-rec.deviation("style layers relu1_1..relu3_1, content " + ",".join(cfg["loss"]["content_layers"]) +
-              " on the normalised VGG-19 (paper: up to relu4_1/relu5_1, content relu4_2)")
+rec.deviation("style layers " + ",".join(cfg["loss"]["style_layers"]) + ", content "
+              + ",".join(cfg["loss"]["content_layers"]) + f" on VGG-19 ({cfg['loss']['vgg_weights']} weights; "
+              "paper: up to relu4_1/relu5_1, content relu4_2)")
 if profile == "cpu":
     rec.note("The cpu profile's settings (half-width residual generator, style weight 10, content at "
              "relu2_2, sigmoid output, lr 1e-3) were tuned on starry_night by this figure's held-out style "

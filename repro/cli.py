@@ -10,7 +10,7 @@ import math
 import os
 import sys
 
-from repro import data, gatys
+from repro import config, data, gatys
 from repro.checkpoint import load_generator
 from repro.config import load_config
 from repro.data import DataError
@@ -93,12 +93,13 @@ def _cmd_figures(args) -> int:
     # command would pay
     from repro.figures.pipeline import FigureError, run_figures
 
+    profile = args.profile + config.DRY_SUFFIX if args.dry_run else args.profile
     try:
-        timings = run_figures(args.profile, args.only or None)
-    except FigureError as e:
+        timings = run_figures(profile, args.only or None)
+    except (FigureError, config.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"figures ({args.profile}): {len(timings)} notebooks, {sum(timings.values()):.0f} s in all")
+    print(f"figures ({profile}): {len(timings)} notebooks, {sum(timings.values()):.0f} s in all")
     return 0
 
 
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with the same resolved config is reused; an unfinished one resumes from its "
                        "last checkpoint. Runs live under runs/ (or $REPRO_RUNS).")
     t.add_argument("--config", default="cpu",
-                   help="profile name in configs/ (smoke, cpu, paper) or a YAML file (default: cpu)")
+                   help="profile name in configs/ (smoke, cpu, gpu, paper; NAME-dry for a dry run) or a "
+                   "YAML file (default: cpu)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.norm=batch --set optim.steps=200 "
                    "(repeatable; values are parsed as YAML)")
@@ -189,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="regenerate the figures by running the notebooks (papermill)",
                        description="Run every figure notebook (or --only some) with the profile's "
                        "parameters; write PNG, PDF and JSON per figure and REPORT.md.")
-    f.add_argument("--profile", default="cpu", help="smoke, cpu (default) or paper")
+    f.add_argument("--profile", default="cpu", help="smoke, cpu (default), gpu or paper")
+    f.add_argument("--dry-run", action="store_true",
+                   help="the profile's whole code path in seconds on the CPU: tiny images, a few "
+                   "steps, a random VGG-19 stand-in for downloaded weights; writes "
+                   "build/figures/dry-run/PROFILE, never figures/")
     f.add_argument("--only", nargs="*", metavar="FIGURE",
                    help="figure names (notebook stems) or aliases such as fig2, adain_fig1")
     f.set_defaults(func=_cmd_figures)

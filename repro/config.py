@@ -196,7 +196,9 @@ def _yaml_problem(e: Exception) -> str:
 
 
 def profile_path(profile: str | Path) -> Path:
-    """``configs/<profile>.yaml`` for a profile name, or a ``.yaml`` path as given."""
+    """``configs/<profile>.yaml`` for a profile name, or a ``.yaml`` path as given (a dry run,
+    ``<profile>-dry``, reads its profile's file)."""
+    profile = dry_run_of(profile) or profile
     p = Path(profile)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
@@ -207,6 +209,88 @@ def profile_path(profile: str | Path) -> Path:
         avail = sorted(q.stem for q in paths.CONFIGS.glob("*.yaml"))
         raise ConfigError(f"no profile {profile!r} ({p}); available: {', '.join(avail)}")
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry runs: a profile's whole code path in seconds, on the CPU, with no download
+
+DRY_SUFFIX = "-dry"
+DRY_TRAIN = {  # merged into train_defaults and into every arch_defaults entry
+    "data": {"style_size": 48, "content_size": 48, "image_size": 32, "n_train": 4, "test_size": 48},
+    "optim": {"steps": 4, "batch_size": 2, "lr_decay_every": 2},
+    "train": {"eval_every": 2, "checkpoint_every": 2, "compile": False, "device": "cpu"},
+}
+DRY_NOTEBOOK = {"size": 48, "sizes": [48, 64], "steps": 2, "gatys_steps": 2, "n_heldout": 2,
+                "window": 2}
+"""Notebook parameters that set a cost, and their dry-run values (others are kept as they are)."""
+RANDOM_STAND_IN = "random"
+
+
+def dry_run_of(profile: str | Path) -> str | None:
+    """The profile a dry-run name stands for (``paper-dry`` -> ``paper``), else None."""
+    name = str(profile)
+    if name.endswith(DRY_SUFFIX) and Path(name).suffix not in (".yaml", ".yml"):
+        return name[: -len(DRY_SUFFIX)]
+    return None
+
+
+def _dry_run(doc: dict, base: str) -> dict:
+    """``base``'s profile shrunk to seconds: tiny images, a few steps, CPU, no compilation, and
+    the VGG weights a download would bring (``imagenet``) replaced by a seeded random VGG-19 of
+    the same architecture (``weights: random``, named in every run config and figure record).
+    Figures go to ``build/figures/dry-run/<profile>``; claims are recorded, never asserted."""
+    def shrink(section: dict) -> dict:
+        section = copy.deepcopy(section or {})
+        for key, values in DRY_TRAIN.items():
+            section[key] = {**(section.get(key) or {}), **values}
+        data = section["data"]
+        if data.get("test_images"):
+            data["test_images"] = list(data["test_images"])[:2]
+        for key in ("loss", "model"):
+            for name in ("vgg_weights", "encoder_weights"):
+                if (section.get(key) or {}).get(name) == "imagenet":
+                    section[key][name] = RANDOM_STAND_IN
+        return section
+
+    doc["train_defaults"] = shrink(doc.get("train_defaults"))
+    doc["arch_defaults"] = {a: shrink(s) for a, s in (doc.get("arch_defaults") or {}).items()}
+    gatys = doc.get("gatys") or {}
+    if gatys.get("vgg_weights") == "imagenet":
+        gatys["vgg_weights"] = RANDOM_STAND_IN
+    doc["gatys"] = gatys
+    cost_keys = {f"{section}.{k}" for section, values in DRY_TRAIN.items() for k in values}
+    notebooks = {}
+    for name, params in (doc.get("notebooks") or {}).items():
+        params = {k: (DRY_NOTEBOOK[k] if k in DRY_NOTEBOOK else v) for k, v in params.items()}
+        if "train_overrides" in params:  # the dry run's sizes and steps win
+            params["train_overrides"] = [o for o in params["train_overrides"]
+                                         if o.split("=", 1)[0].strip() not in cost_keys]
+        notebooks[name] = params
+    doc["notebooks"] = notebooks
+    doc["figures"] = {"dir": f"build/figures/dry-run/{base}", "readme": False, "assert_claims": False}
+    doc["dry_run"] = {"of": base, "vgg_stand_in": RANDOM_STAND_IN}
+    return doc
+
+
+def is_dry_run(profile: str | Path) -> bool:
+    return dry_run_of(profile) is not None
+
+
+def check_figure_profile(profile: str | Path) -> None:
+    """A profile whose figures are real (not a dry run) may not name the random VGG stand-in."""
+    if is_dry_run(profile):
+        return
+    doc = read_profile(profile)
+    sections = {"train_defaults": doc.get("train_defaults") or {},
+                **{f"arch_defaults.{a}": s for a, s in (doc.get("arch_defaults") or {}).items()}}
+    found = [f"{where}.{k}.{n}" for where, s in sections.items() for k in ("loss", "model")
+             for n in ("vgg_weights", "encoder_weights")
+             if ((s or {}).get(k) or {}).get(n) == RANDOM_STAND_IN]
+    if (doc.get("gatys") or {}).get("vgg_weights") == RANDOM_STAND_IN:
+        found.append("gatys.vgg_weights")
+    if found:
+        raise ConfigError(f"{profile_path(profile)}: {found[0]} is the random VGG stand-in, for "
+                          f"dry runs only (profile {profile}-dry); real figures need real weights")
 
 
 @functools.lru_cache(maxsize=32)
@@ -229,7 +313,9 @@ def read_profile(profile: str | Path) -> dict:
     fresh copy each call, so a caller may change it."""
     path = profile_path(profile)
     st = path.stat()
-    return copy.deepcopy(_parse_profile(path, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)))
+    doc = copy.deepcopy(_parse_profile(path, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)))
+    base = dry_run_of(profile)
+    return _dry_run(doc, base) if base else doc
 
 
 def profile_section(profile: str | Path, name: str) -> dict:
@@ -257,6 +343,25 @@ def asserts_claims(profile: str | Path) -> bool:
 def refreshes_readme(profile: str | Path) -> bool:
     """Whether a profile's figures are the README's (``figures: {readme: true}``; only ``cpu``)."""
     return bool(profile_section(profile, "figures").get("readme", False))
+
+
+GATYS_DEFAULTS = {"content_layers": ["relu3_1"], "style_layers": ["relu1_1", "relu2_1", "relu3_1"],
+                  "vgg_weights": "auto"}
+
+
+def gatys_settings(profile: str | Path) -> dict:
+    """The loss of Gatys et al.'s optimization at a profile (its ``gatys:`` section over
+    ``GATYS_DEFAULTS``): the layers and the VGG weights every Gatys run of its figures uses."""
+    section = profile_section(profile, "gatys")
+    unknown = sorted(set(section) - set(GATYS_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{profile_path(profile)}: gatys.{unknown[0]} is not a setting; "
+                          f"known: {', '.join(GATYS_DEFAULTS)}")
+    settings = {**GATYS_DEFAULTS, **section}
+    if settings["vgg_weights"] not in WEIGHTS:
+        raise ConfigError(f"gatys.vgg_weights: must be one of {', '.join(WEIGHTS)}, "
+                          f"got {settings['vgg_weights']!r}")
+    return settings
 
 
 def load_config(profile: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:

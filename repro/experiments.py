@@ -19,6 +19,7 @@ from repro import config as config_mod
 from repro import images, runs, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
+from repro.losses import PerceptualLoss
 from repro.train import train
 
 
@@ -63,6 +64,23 @@ def train_generator(profile: str, progress: bool | None = None, **choices) -> ru
     """Train (or reuse) the generator of ``generator_config(profile, **choices)``; its ``Run``
     carries the resolved config, the logs and the model."""
     return runs.Run(train(generator_config(profile, **choices), progress=progress))
+
+
+def gatys_loss(profile: str, *, style_weight: float, content_weight: float = 1.0) -> PerceptualLoss:
+    """Gatys et al.'s loss (Gram style statistic) with the layers and VGG weights of the
+    profile's ``gatys:`` section, so every figure's optimization runs the profile's network."""
+    g = config_mod.gatys_settings(profile)
+    return PerceptualLoss(g["content_layers"], g["style_layers"], content_weight=content_weight,
+                          style_weight=style_weight, network_weights=g["vgg_weights"])
+
+
+def describe_loss_network(loss: PerceptualLoss) -> str:
+    """A deviation line's account of a loss: network, weights and layers."""
+    net = loss.loss_network
+    weights = {"normalised": "Gatys-normalised (local file, up to relu3_1)", "imagenet": "torchvision ImageNet",
+               "random": "RANDOM STAND-IN (dry run)"}.get(net.weights, net.weights)
+    return (f"{net.arch.replace('vgg', 'VGG-')} with {weights} weights; content {', '.join(loss.content_layers)}, "
+            f"style {', '.join(loss.style_layers)}")
 
 
 @torch.no_grad()

@@ -57,12 +57,19 @@ class FigureRecord:
     def __init__(self, figure: str, profile: str, params: dict | None = None, title: str = "",
                  out_dir: str | Path | None = None):
         self.figure, self.profile, self.title = figure, profile, title
+        self.dry_run = config.is_dry_run(profile)
+        if self.dry_run:  # never mistaken for a figure: random VGG weights, a few steps
+            self.title = f"DRY RUN ({profile}): {title}"
         self.out_dir = Path(out_dir) if out_dir is not None else config.figures_dir(profile)
         self.params = dict(params or {})
         self.numbers: dict[str, Any] = {}
         self.claims: list[dict] = []
         self.deviations: list[str] = []
         self.notes: list[str] = []
+        if self.dry_run:
+            self.deviations.append(f"DRY RUN of profile {config.dry_run_of(profile)}: tiny images, a few "
+                                   "steps, random VGG-19 weights where the profile downloads them; "
+                                   "the numbers mean nothing")
         self._t0 = time.perf_counter()
 
     def claim(self, statement: str, measured: str, holds: bool, *, paper: str = "",
@@ -94,7 +101,7 @@ class FigureRecord:
 
     def to_dict(self) -> dict:
         return _plain({"figure": self.figure, "title": self.title, "profile": self.profile,
-                       "params": self.params, "numbers": self.numbers, "claims": self.claims,
+                       "dry_run": self.dry_run, "params": self.params, "numbers": self.numbers, "claims": self.claims,
                        "deviations": self.deviations, "notes": self.notes, "git_commit": git_commit(),
                        "seconds": round(time.perf_counter() - self._t0, 1),
                        "torch": torch.__version__})
