@@ -234,40 +234,58 @@ def dry_run_of(profile: str | Path) -> str | None:
     return None
 
 
+def _stand_in(weights: str | None) -> str:
+    """The weights a dry run uses instead of ``weights``: never a download."""
+    if weights in (None, "auto"):
+        return "normalised" if paths.normalised_vgg19_path().is_file() else RANDOM_STAND_IN
+    return RANDOM_STAND_IN if weights == "imagenet" else weights
+
+
 def _dry_run(doc: dict, base: str) -> dict:
     """``base``'s profile shrunk to seconds: tiny images, a few steps, CPU, no compilation, and
-    the VGG weights a download would bring (``imagenet``) replaced by a seeded random VGG-19 of
-    the same architecture (``weights: random``, named in every run config and figure record).
-    Figures go to ``build/figures/dry-run/<profile>``; claims are recorded, never asserted."""
-    def shrink(section: dict) -> dict:
+    the VGG weights a download would bring (``imagenet``, or ``auto`` without the local file)
+    replaced by a seeded random VGG-19 of the same architecture (``weights: random``, named in
+    every run config and figure record). Figures go to ``build/figures/dry-run/<profile>``;
+    claims are recorded, never asserted."""
+    if "train_defaults" not in doc:  # a flat YAML is all training settings (as load_config reads it)
+        doc = {"train_defaults": doc}
+
+    def shrink(section: dict, top: bool) -> dict:
         section = copy.deepcopy(section or {})
         for key, values in DRY_TRAIN.items():
             section[key] = {**(section.get(key) or {}), **values}
         data = section["data"]
         if data.get("test_images"):
             data["test_images"] = list(data["test_images"])[:2]
-        for key in ("loss", "model"):
-            for name in ("vgg_weights", "encoder_weights"):
-                if (section.get(key) or {}).get(name) == "imagenet":
-                    section[key][name] = RANDOM_STAND_IN
+        for key, name in (("loss", "vgg_weights"), ("model", "encoder_weights")):
+            given = (section.get(key) or {}).get(name)
+            if top or given is not None:  # the defaults once, and every explicit choice
+                section.setdefault(key, {})[name] = _stand_in(given)
         return section
 
-    doc["train_defaults"] = shrink(doc.get("train_defaults"))
-    doc["arch_defaults"] = {a: shrink(s) for a, s in (doc.get("arch_defaults") or {}).items()}
-    gatys = doc.get("gatys") or {}
-    if gatys.get("vgg_weights") == "imagenet":
-        gatys["vgg_weights"] = RANDOM_STAND_IN
-    doc["gatys"] = gatys
+    doc["train_defaults"] = shrink(doc["train_defaults"], top=True)
+    doc["train_defaults"]["name"] = f"{doc['train_defaults'].get('name', 'run')}{DRY_SUFFIX}"
+    doc["arch_defaults"] = {a: shrink(s, top=False) for a, s in (doc.get("arch_defaults") or {}).items()}
+    doc["gatys"] = {**(doc.get("gatys") or {}),
+                    "vgg_weights": _stand_in((doc.get("gatys") or {}).get("vgg_weights"))}
     cost_keys = {f"{section}.{k}" for section, values in DRY_TRAIN.items() for k in values}
     notebooks = {}
     for name, params in (doc.get("notebooks") or {}).items():
         params = {k: (DRY_NOTEBOOK[k] if k in DRY_NOTEBOOK else v) for k, v in params.items()}
-        if "train_overrides" in params:  # the dry run's sizes and steps win
-            params["train_overrides"] = [o for o in params["train_overrides"]
-                                         if o.split("=", 1)[0].strip() not in cost_keys]
+        if "train_overrides" in params:  # the dry run's sizes and steps win; no download
+            kept = []
+            for o in params["train_overrides"]:
+                key, _, value = (part.strip() for part in str(o).partition("="))
+                if key in cost_keys:
+                    continue
+                if key.endswith(("vgg_weights", "encoder_weights")):
+                    o = f"{key}={_stand_in(value)}"
+                kept.append(o)
+            params["train_overrides"] = kept
         notebooks[name] = params
     doc["notebooks"] = notebooks
-    doc["figures"] = {"dir": f"build/figures/dry-run/{base}", "readme": False, "assert_claims": False}
+    doc["figures"] = {"dir": f"build/figures/dry-run/{Path(base).stem}", "readme": False,
+                      "assert_claims": False}
     doc["dry_run"] = {"of": base, "vgg_stand_in": RANDOM_STAND_IN}
     return doc
 
@@ -277,17 +295,23 @@ def is_dry_run(profile: str | Path) -> bool:
 
 
 def check_figure_profile(profile: str | Path) -> None:
-    """A profile whose figures are real (not a dry run) may not name the random VGG stand-in."""
+    """A profile whose figures are real (not a dry run) may not name the random VGG stand-in:
+    not in its training sections, its Gatys section, nor a notebook's training overrides."""
     if is_dry_run(profile):
         return
     doc = read_profile(profile)
-    sections = {"train_defaults": doc.get("train_defaults") or {},
+    sections = {"train_defaults": doc.get("train_defaults", doc),
                 **{f"arch_defaults.{a}": s for a, s in (doc.get("arch_defaults") or {}).items()}}
-    found = [f"{where}.{k}.{n}" for where, s in sections.items() for k in ("loss", "model")
-             for n in ("vgg_weights", "encoder_weights")
-             if ((s or {}).get(k) or {}).get(n) == RANDOM_STAND_IN]
+    found = [f"{where}.{k}.{n}" for where, s in sections.items() for k, n in
+             (("loss", "vgg_weights"), ("model", "encoder_weights"))
+             if isinstance(s, dict) and isinstance(s.get(k), dict) and s[k].get(n) == RANDOM_STAND_IN]
     if (doc.get("gatys") or {}).get("vgg_weights") == RANDOM_STAND_IN:
         found.append("gatys.vgg_weights")
+    for name, params in (doc.get("notebooks") or {}).items():
+        for o in (params or {}).get("train_overrides") or []:
+            key, _, value = (part.strip() for part in str(o).partition("="))
+            if key.endswith(("vgg_weights", "encoder_weights")) and value == RANDOM_STAND_IN:
+                found.append(f"notebooks.{name}.train_overrides ({o})")
     if found:
         raise ConfigError(f"{profile_path(profile)}: {found[0]} is the random VGG stand-in, for "
                           f"dry runs only (profile {profile}-dry); real figures need real weights")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from repro import config as config_mod
-from repro import images, runs, tasks
+from repro import images, precision, runs, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 from repro.losses import PerceptualLoss
@@ -70,8 +70,10 @@ def gatys_loss(profile: str, *, style_weight: float, content_weight: float = 1.0
     """Gatys et al.'s loss (Gram style statistic) with the layers and VGG weights of the
     profile's ``gatys:`` section, so every figure's optimization runs the profile's network."""
     g = config_mod.gatys_settings(profile)
+    # built on the profile's training device: gatys.stylize optimizes where its loss lives
+    device = precision.resolve_device(config_mod.load_config(profile).train.device)
     return PerceptualLoss(g["content_layers"], g["style_layers"], content_weight=content_weight,
-                          style_weight=style_weight, network_weights=g["vgg_weights"])
+                          style_weight=style_weight, network_weights=g["vgg_weights"]).to(device)
 
 
 def describe_loss_network(loss: PerceptualLoss) -> str:
@@ -95,7 +97,8 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
     Returns means over images and the per-image lists.
     """
     run = runs.Run(run)
-    task = tasks.make_task(run.config, train=False)
+    device = precision.resolve_device(run.config.train.device)  # where the run trained (CUDA at gpu)
+    task = tasks.make_task(run.config, device, train=False)
     if isinstance(task, tasks.ArbitraryStyle):
         raise ValueError(f"{run.path} is an AdaIN model: measure it against its style images")
     n_styles = task.n_styles if isinstance(task, tasks.ConditionalStyles) else 0
@@ -103,13 +106,13 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
         raise ValueError(f"{run.path} is a conditional-IN generator of {n_styles} styles: give style=")
     if style is not None and not (n_styles and 0 <= style < n_styles):
         raise ValueError(f"style={style} is not a style index of {run.path} ({n_styles} styles)")
-    model = run.load_model()
+    model = run.load_model(device)
     model.train(bn_mode == "train")
     targets = (task.style_targets if style is None
-               else tasks.select_style_targets(task.style_targets, torch.tensor([style])))
+               else tasks.select_style_targets(task.style_targets, torch.tensor([style], device=device)))
     per = {"style": [], "content": [], "content_image_style": []}
     for p in image_paths:
-        x = images.load_image(p, size=size)[None]
+        x = images.load_image(p, size=size)[None].to(device)
         terms = task.heldout_terms(model, x, style)
         per["style"].append(float(terms["style"]))
         per["content"].append(float(terms["content"]))

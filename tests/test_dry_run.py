@@ -28,12 +28,32 @@ def test_dry_run_profile_shrinks_every_cost_and_stands_in_random_vgg_for_the_dow
     assert real["notebooks"]["cin_multistyle"]["train_overrides"] and cin["train_overrides"] == []
     assert dry["notebooks"]["in_fig6_resolution"]["sizes"] == config.DRY_NOTEBOOK["sizes"]
     assert dry["notebooks"]["in_fig1_gatys"]["steps"] == config.DRY_NOTEBOOK["steps"]
-    # local weights need no stand-in
-    assert config.load_config("gpu-dry").loss.vgg_weights == "auto"
+    # local weights need no stand-in; a dry run is named as one
+    assert config.load_config("gpu-dry").loss.vgg_weights == "normalised"
+    assert config.load_config("paper-dry").name == "paper-dry"
     # where a dry run writes, and that it asserts nothing
     assert config.figures_dir("paper-dry") == paths.ROOT / "build" / "figures" / "dry-run" / "paper"
     assert not config.asserts_claims("paper-dry") and not config.refreshes_readme("paper-dry")
     assert config.dry_run_of("paper-dry") == "paper" and config.dry_run_of("paper") is None
+
+
+def test_a_dry_run_never_downloads_whatever_a_notebook_or_a_flat_yaml_says(tmp_path, monkeypatch):
+    doc = config.read_profile("cpu")
+    doc["notebooks"]["cin_multistyle"]["train_overrides"] += ["loss.vgg_weights=imagenet"]
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(yaml.safe_dump(doc))
+    dry = config.read_profile(f"{profile}-dry")
+    assert dry["notebooks"]["cin_multistyle"]["train_overrides"] == ["loss.vgg_weights=random"]
+    assert config.figures_dir(f"{profile}-dry") == paths.ROOT / "build" / "figures" / "dry-run" / "mine"
+    # a flat YAML (training settings only) keeps them, shrunk
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(yaml.safe_dump({"model": {"width": 0.75}, "loss": {"vgg_weights": "imagenet"}}))
+    cfg = config.load_config(f"{flat}-dry")
+    assert cfg.model.width == 0.75 and cfg.loss.vgg_weights == "random" and cfg.optim.steps <= 4
+    # without the local file, "auto" would mean a download: the stand-in instead
+    monkeypatch.setattr(paths, "normalised_vgg19_path", lambda: tmp_path / "absent.pth")
+    assert config.load_config("cpu-dry").loss.vgg_weights == "random"
+    assert config.gatys_settings("cpu-dry")["vgg_weights"] == "random"
 
 
 def test_a_real_profile_that_names_the_random_stand_in_is_refused_before_any_notebook(tmp_path):
@@ -47,6 +67,14 @@ def test_a_real_profile_that_names_the_random_stand_in_is_refused_before_any_not
     doc["gatys"] = {"vgg_weights": "random"}
     profile.write_text(yaml.safe_dump(doc))
     with pytest.raises(config.ConfigError, match=r"gatys\.vgg_weights"):
+        config.check_figure_profile(str(profile))
+    doc = config.read_profile("cpu")
+    doc["notebooks"]["in_fig3_padding"]["train_overrides"] += ["loss.vgg_weights=random"]
+    profile.write_text(yaml.safe_dump(doc))
+    with pytest.raises(config.ConfigError, match=r"notebooks\.in_fig3_padding\.train_overrides"):
+        config.check_figure_profile(str(profile))
+    profile.write_text(yaml.safe_dump({"loss": {"vgg_weights": "random"}}))  # flat: all training
+    with pytest.raises(config.ConfigError, match=r"train_defaults\.loss\.vgg_weights"):
         config.check_figure_profile(str(profile))
     for name in ("smoke", "cpu", "gpu", "paper", "paper-dry"):
         config.check_figure_profile(name)  # the shipped profiles are clean

@@ -261,7 +261,7 @@ def test_cli_stylize_conditional_in_by_index_and_mixing(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager_and_saves_a_plain_checkpoint(tmp_path):
-    """The paper and gpu profiles' ``train.compile=true``: the compiled generator trains to the
+    """The paper profile's ``train.compile=true``: the compiled generator trains to the
     eager run's losses, and the checkpoint holds the plain module's keys (no ``_orig_mod.``)."""
     steps = ["optim.steps=3", "train.eval_every=0", "train.checkpoint_every=0", "train.precision=fp32"]
     eager = train(tiny(*steps), runs_root=tmp_path / "a", progress=False)

@@ -92,7 +92,7 @@ def run_figures(profile: str = "cpu", only: list[str] | None = None, log=print) 
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         log(f"[{profile}] {nb.stem} done in {timings[nb.stem]:.0f} s")
         atomic_write_json(timings_path, timings)
-    write_report(profile)
+        write_report(profile)  # current after every notebook: a run cut off keeps its report
     return timings
 
 
