@@ -7,6 +7,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PROFILE ?= cpu
 # DRY=1: a dry run of PROFILE (tiny images, a few steps, a random VGG-19 stand-in for downloads)
+ifneq ($(filter-out 0 1 yes no true false,$(DRY)),)
+$(error DRY=$(DRY): say DRY=1 for a dry run, or leave it out)
+endif
 DRY_RUN := $(if $(filter 1 yes true,$(DRY)),--dry-run,)
 # make gpu-check GPU_CHECK_ARGS='--skip bench' (the options: python -m bench.gpu_check --help)
 GPU_CHECK_ARGS ?=

@@ -407,10 +407,7 @@ def stage_commands(quick: bool, profile: str, out: Path, slug: str) -> dict[str,
     if quick:  # tiny sizes must never overwrite this machine's benchmark file
         wrote = str(out / f"bench-quick-{slug}.json")
         bench += ["--quick", "--out", wrote]
-    try:
-        figures_dir = config.figures_dir(profile)
-    except config.ConfigError:  # no such profile (yet): the stage will fail and say so
-        figures_dir = f"figures/{profile}"
+    figures_dir = config.figures_dir(profile)  # main() checked that the profile exists
     figures = [sys.executable, "-m", "repro", "figures", "--profile", profile]
     return {"bench": (bench, wrote), "figures": (figures, f"{figures_dir}/")}
 
@@ -450,6 +447,10 @@ def main(argv=None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.profile:
         sizes = Sizes(**{**sizes.__dict__, "profile": args.profile})
+    try:  # a typo must not cost a borrowed GPU the stages before the one that reads it
+        config.profile_path(sizes.profile)
+    except config.ConfigError as e:
+        ap.error(f"--profile: {e}")
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

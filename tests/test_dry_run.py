@@ -1,6 +1,7 @@
 """Dry runs (``<profile>-dry``): every figure notebook on a profile's code path in seconds, with a
 random VGG-19 stand-in where the profile downloads weights; never written where real figures go."""
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -78,6 +79,17 @@ def test_a_real_profile_that_names_the_random_stand_in_is_refused_before_any_not
         config.check_figure_profile(str(profile))
     for name in ("smoke", "cpu", "gpu", "paper", "paper-dry"):
         config.check_figure_profile(name)  # the shipped profiles are clean
+
+
+def test_a_relative_yaml_path_reaches_the_notebooks_as_an_absolute_one(monkeypatch):
+    # papermill runs the notebooks in notebooks/, where configs/paper.yaml does not resolve
+    monkeypatch.chdir(paths.ROOT)
+    for given, dry in (("configs/paper.yaml", False), ("configs/paper.yaml-dry", True)):
+        absolute = pipeline._absolute(given)
+        assert config.is_dry_run(absolute) is dry
+        base = config.dry_run_of(absolute) or absolute
+        assert Path(base).is_absolute() and Path(base) == paths.ROOT / "configs" / "paper.yaml"
+    assert pipeline._absolute("paper-dry") == "paper-dry"
 
 
 def test_gatys_settings_reject_unknown_keys_and_weights(tmp_path):

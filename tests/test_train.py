@@ -296,7 +296,7 @@ def test_channels_last_training_step_matches_contiguous():
         batch = task.sample(2, torch.Generator().manual_seed(1), fmt)
         assert batch["x"].is_contiguous(memory_format=fmt)
         terms = training_step(model, task, opt, batch, None)
-        results.append((float(terms["total"]), [p.grad.clone() for p in model.parameters()]))
+        results.append((float(terms["total"].detach()), [p.grad.clone() for p in model.parameters()]))
     (loss_a, grads_a), (loss_b, grads_b) = results
     assert loss_b == pytest.approx(loss_a, rel=1e-4)
     # gradients, not Adam's first update: that is lr * sign(grad), which flips on near-zero grads

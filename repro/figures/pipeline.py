@@ -65,8 +65,17 @@ def resolve_figure(name: str, notebooks: list[Path] | None = None) -> list[Path]
     return hits
 
 
+def _absolute(profile: str) -> str:
+    """A profile given as a YAML path (or its dry run), made absolute; a profile name as it is."""
+    base = config.dry_run_of(profile) or profile
+    if Path(base).suffix not in (".yaml", ".yml"):
+        return profile
+    return str(Path(base).resolve()) + (config.DRY_SUFFIX if config.is_dry_run(profile) else "")
+
+
 def run_figures(profile: str = "cpu", only: list[str] | None = None, log=print) -> dict[str, float]:
-    """Execute the figure notebooks for ``profile``; return each one's seconds."""
+    """Execute the figure notebooks for ``profile``; return the seconds of each one run."""
+    profile = _absolute(profile)  # the notebooks run in notebooks/: a relative YAML path would miss
     config.check_figure_profile(profile)  # real figures never use the dry runs' random VGG
     notebooks = figure_notebooks()
     if only:
@@ -78,6 +87,7 @@ def run_figures(profile: str = "cpu", only: list[str] | None = None, log=print) 
     out_dir.mkdir(parents=True, exist_ok=True)
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    ran = {}
     for nb in notebooks:
         log(f"[{profile}] {nb.stem} ...")
         t0 = time.perf_counter()
@@ -89,11 +99,11 @@ def run_figures(profile: str = "cpu", only: list[str] | None = None, log=print) 
         except papermill.PapermillExecutionError as e:
             raise FigureError(f"{nb.name} failed at profile {profile}: {e.ename}: {e.evalue} "
                               f"(executed copy: {out_nb / nb.name})") from None
-        timings[nb.stem] = round(time.perf_counter() - t0, 1)
+        timings[nb.stem] = ran[nb.stem] = round(time.perf_counter() - t0, 1)
         log(f"[{profile}] {nb.stem} done in {timings[nb.stem]:.0f} s")
         atomic_write_json(timings_path, timings)
         write_report(profile)  # current after every notebook: a run cut off keeps its report
-    return timings
+    return ran
 
 
 def _cell(text: str) -> str:
