@@ -224,6 +224,18 @@ DRY_NOTEBOOK = {"size": 48, "sizes": [48, 64], "steps": 2, "gatys_steps": 2, "n_
                 "window": 2}
 """Notebook parameters that set a cost, and their dry-run values (others are kept as they are)."""
 RANDOM_STAND_IN = "random"
+WEIGHT_KEYS = (("loss", "vgg_weights"), ("model", "encoder_weights"))
+"""Where a training section names VGG weights."""
+
+
+def _override_parts(item) -> tuple[str, str]:
+    """``"key=value"`` -> (key, value), both stripped."""
+    key, _, value = str(item).partition("=")
+    return key.strip(), value.strip()
+
+
+def _names_weights(key: str) -> bool:
+    return key.endswith(tuple(name for _, name in WEIGHT_KEYS))
 
 
 def dry_run_of(profile: str | Path) -> str | None:
@@ -257,7 +269,7 @@ def _dry_run(doc: dict, base: str) -> dict:
         data = section["data"]
         if data.get("test_images"):
             data["test_images"] = list(data["test_images"])[:2]
-        for key, name in (("loss", "vgg_weights"), ("model", "encoder_weights")):
+        for key, name in WEIGHT_KEYS:
             given = (section.get(key) or {}).get(name)
             if top or given is not None:  # the defaults once, and every explicit choice
                 section.setdefault(key, {})[name] = _stand_in(given)
@@ -275,10 +287,10 @@ def _dry_run(doc: dict, base: str) -> dict:
         if "train_overrides" in params:  # the dry run's sizes and steps win; no download
             kept = []
             for o in params["train_overrides"]:
-                key, _, value = (part.strip() for part in str(o).partition("="))
+                key, value = _override_parts(o)
                 if key in cost_keys:
                     continue
-                if key.endswith(("vgg_weights", "encoder_weights")):
+                if _names_weights(key):
                     o = f"{key}={_stand_in(value)}"
                 kept.append(o)
             params["train_overrides"] = kept
@@ -302,15 +314,14 @@ def check_figure_profile(profile: str | Path) -> None:
     doc = read_profile(profile)
     sections = {"train_defaults": doc.get("train_defaults", doc),
                 **{f"arch_defaults.{a}": s for a, s in (doc.get("arch_defaults") or {}).items()}}
-    found = [f"{where}.{k}.{n}" for where, s in sections.items() for k, n in
-             (("loss", "vgg_weights"), ("model", "encoder_weights"))
+    found = [f"{where}.{k}.{n}" for where, s in sections.items() for k, n in WEIGHT_KEYS
              if isinstance(s, dict) and isinstance(s.get(k), dict) and s[k].get(n) == RANDOM_STAND_IN]
     if (doc.get("gatys") or {}).get("vgg_weights") == RANDOM_STAND_IN:
         found.append("gatys.vgg_weights")
     for name, params in (doc.get("notebooks") or {}).items():
         for o in (params or {}).get("train_overrides") or []:
-            key, _, value = (part.strip() for part in str(o).partition("="))
-            if key.endswith(("vgg_weights", "encoder_weights")) and value == RANDOM_STAND_IN:
+            key, value = _override_parts(o)
+            if _names_weights(key) and value == RANDOM_STAND_IN:
                 found.append(f"notebooks.{name}.train_overrides ({o})")
     if found:
         raise ConfigError(f"{profile_path(profile)}: {found[0]} is the random VGG stand-in, for "

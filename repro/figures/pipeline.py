@@ -67,10 +67,11 @@ def resolve_figure(name: str, notebooks: list[Path] | None = None) -> list[Path]
 
 def _absolute(profile: str) -> str:
     """A profile given as a YAML path (or its dry run), made absolute; a profile name as it is."""
-    base = config.dry_run_of(profile) or profile
-    if Path(base).suffix not in (".yaml", ".yml"):
+    base = config.dry_run_of(profile)
+    path = Path(base or profile)
+    if path.suffix not in (".yaml", ".yml"):
         return profile
-    return str(Path(base).resolve()) + (config.DRY_SUFFIX if config.is_dry_run(profile) else "")
+    return str(path.resolve()) + (config.DRY_SUFFIX if base else "")
 
 
 def run_figures(profile: str = "cpu", only: list[str] | None = None, log=print) -> dict[str, float]:

@@ -58,15 +58,14 @@ class FigureRecord:
                  out_dir: str | Path | None = None):
         self.figure, self.profile, self.title = figure, profile, title
         self.dry_run = config.is_dry_run(profile)
-        if self.dry_run:  # never mistaken for a figure: random VGG weights, a few steps
-            self.title = f"DRY RUN ({profile}): {title}"
         self.out_dir = Path(out_dir) if out_dir is not None else config.figures_dir(profile)
         self.params = dict(params or {})
         self.numbers: dict[str, Any] = {}
         self.claims: list[dict] = []
         self.deviations: list[str] = []
         self.notes: list[str] = []
-        if self.dry_run:
+        if self.dry_run:  # never mistaken for a figure: random VGG weights, a few steps
+            self.title = f"DRY RUN ({profile}): {title}"
             self.deviations.append(f"DRY RUN of profile {config.dry_run_of(profile)}: tiny images, a few "
                                    "steps, random VGG-19 weights where the profile downloads them; "
                                    "the numbers mean nothing")
