@@ -15,7 +15,8 @@ from repro.figures import FigureRecord, pipeline, plots
 
 
 def test_every_notebook_matches_its_py_source():
-    sources = pipeline.figure_sources()
+    sources = pipeline.notebook_sources()
+    assert {p.stem for p in sources} - {p.stem for p in pipeline.figure_sources()} == {"explore"}
     assert sources, "no notebook sources"
     for src in sources:
         nb_path = src.with_suffix(".ipynb")
@@ -36,6 +37,8 @@ def test_index_links_every_figure_notebook():
     text = "".join(c.source for c in index.cells)
     for nb in pipeline.figure_notebooks():
         assert f"]({nb.name})" in text, f"index.ipynb does not link {nb.name}"
+    # the explorer comes first
+    assert text.index("](explore.ipynb)") < min(text.index(f"]({nb.name})") for nb in pipeline.figure_notebooks())
 
 
 def test_py_percent_source_gives_the_cells_the_parameters_tag_and_the_kernel(tmp_path):

@@ -1,7 +1,8 @@
 """The figure pipeline: ``make figures`` runs every figure notebook with papermill.
 
-- Figure notebooks are ``notebooks/*.ipynb`` except ``index.ipynb``; a figure's name is its
-  notebook's stem (``in_fig2_contrast``). Their sources are ``notebooks/*.py`` (py:percent,
+- Figure notebooks are ``notebooks/*.ipynb`` except ``index.ipynb`` and ``explore.ipynb`` (the
+  explorer: widgets on the trained runs, no figure); a figure's name is its notebook's stem
+  (``in_fig2_contrast``). Their sources are ``notebooks/*.py`` (py:percent,
   reviewable diffs), paired with the ``.ipynb`` by jupytext (``notebooks/jupytext.toml``);
   ``python -m repro notebooks`` rebuilds each ``.ipynb`` from its source and stores the outputs
   of a smoke run in it, which nbval compares against.
@@ -38,13 +39,22 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 """The kernel every notebook is stored with and papermill runs it on."""
 
 
+NOT_FIGURES = ("index", "explore")
+"""Notebooks that make no figure: the index (a plain notebook, unpaired) and the explorer."""
+
+
 def figure_notebooks() -> list[Path]:
-    return sorted(p for p in paths.NOTEBOOKS.glob("*.ipynb") if p.stem != "index")
+    return sorted(p for p in paths.NOTEBOOKS.glob("*.ipynb") if p.stem not in NOT_FIGURES)
+
+
+def notebook_sources() -> list[Path]:
+    """Every paired notebook's py:percent source: the figures' and the explorer's."""
+    return sorted(paths.NOTEBOOKS.glob("*.py"))
 
 
 def figure_sources() -> list[Path]:
-    """The figure notebooks' py:percent sources (``index`` is a plain notebook, unpaired)."""
-    return sorted(p for p in paths.NOTEBOOKS.glob("*.py") if p.stem != "index")
+    """The figure notebooks' py:percent sources."""
+    return [p for p in notebook_sources() if p.stem not in NOT_FIGURES]
 
 
 # short names of the notebooks that are not a paper's numbered figure (make adain, make cin)
@@ -192,7 +202,7 @@ def build_notebook(source: Path) -> nbformat.NotebookNode:
 def rebuild_notebooks(only: list[str] | None = None, execute: bool = True, log=print) -> list[Path]:
     """Rebuild ``notebooks/*.ipynb`` from ``notebooks/*.py`` and store a smoke run's outputs."""
     written = []
-    for src in figure_sources():
+    for src in notebook_sources():
         if only and src.stem not in only:
             continue
         nb = build_notebook(src)
@@ -211,6 +221,8 @@ def rebuild_notebooks(only: list[str] | None = None, execute: bool = True, log=p
             # papermill's bookkeeping (timestamps, paths) would make every rebuild a diff, and
             # the empty tag lists it adds would reach the .py the next time jupytext syncs the pair
             nb.metadata.pop("papermill", None)
+            # the explorer's widget state: new model ids (and its images again) at every rebuild
+            nb.metadata.pop("widgets", None)
             for cell in nb.cells:
                 cell.metadata.pop("papermill", None)
                 cell.metadata.pop("execution", None)
