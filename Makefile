@@ -24,7 +24,7 @@ endif
 
 FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin
 
-.PHONY: help setup data test smoke figures bench gpu-check notebooks lab clean distclean $(FIGS)
+.PHONY: help setup data test smoke figures bench gpu-check notebooks lab explore clean distclean $(FIGS)
 
 help: ## list the targets
 	@echo "usage: make TARGET [PROFILE=smoke|cpu|gpu|paper] [DRY=1]"
@@ -70,6 +70,9 @@ notebooks: setup data ## rebuild notebooks/*.ipynb from their .py sources with s
 
 lab: setup data ## open JupyterLab on the notebooks
 	$(PYTHON) -m jupyter lab notebooks/index.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
+
+explore: setup data ## open the explorer notebook in JupyterLab (the trained models, with widgets)
+	$(PYTHON) -m jupyter lab notebooks/explore.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## remove caches and executed notebooks (keeps .venv, data/, runs/)
 	rm -rf build .pytest_cache

@@ -8,7 +8,9 @@ Every case runs both ways in the same invocation:
   speed only) at 256, 512 and 1080 px (shorter side of a real photo). ``reference``: the plain
   network, eager fp32. ``ours (one-shot)``: ``repro.stylize`` (eager, bf16 where native).
   ``ours``: ``repro.Stylizer`` (bf16 where native + ``torch.compile``), timed after its warm-up
-  call, which is reported separately. Each variant runs in its own process so its memory is its
+  call, which is reported separately. ``onnxruntime``: the network exported by ``repro.export``
+  (once per case) in an onnxruntime session, fp32, on its CUDA provider on CUDA where
+  onnxruntime has one, else on the CPU. Each variant runs in its own process so its memory is its
   own: latency is the median of the timed calls, memory the process's peak resident size above
   its size before the first call (on CUDA: ``max_memory_allocated``).
   GFLOP/s counts convolutions only; the peak is this machine's measured dense matmul rate for
@@ -38,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnxruntime
 import torch
 
 from bench import reference
@@ -47,6 +50,7 @@ from repro.atomic import replace_between
 from repro.budget import PeakRSS
 from repro.checkpoint import load_generator
 from repro.experiments import train_generator
+from repro.export import export_onnx
 from repro.inference import Stylizer, stylize
 from repro.losses import PerceptualLoss
 from repro.models import build_generator
@@ -57,6 +61,8 @@ from repro.train import resolve_precision, training_step
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 INFERENCE_SIZES = (256, 512, 1080)
+# what each inference case compares with the reference, each in its own process
+COMPARED = ("ours (one-shot)", "ours", "onnxruntime")
 TRAIN_CASES = {
     # name: profile, generator, crop size, batch, loss layers, loss weights
     "cpu residual": dict(arch="residual", width=0.5, size=128, batch=4, weights="auto",
@@ -156,6 +162,9 @@ def _child_inference(spec: dict) -> dict:
         def fn():
             return stylize(model, x)
         dtype = fast_dtype(device)
+    elif variant == "onnxruntime":
+        fn, provider = _onnxruntime_fn(spec["onnx"], x, device, spec["threads"])
+        dtype = None
     else:
         st = Stylizer(model)
 
@@ -172,9 +181,29 @@ def _child_inference(spec: dict) -> dict:
     flops = conv_flops(reference_for(model).to("meta"), x.to("meta"))
     extra = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
              else mem.peak - mem.start)
-    return {"first_s": first, "median_s": median, "times_s": times, "dtype": str(dtype or "fp32"),
-            "peak_extra_mib": extra / 2 ** 20, "gflop": flops / 1e9,
-            "shape": list(x.shape)}
+    res = {"first_s": first, "median_s": median, "times_s": times, "dtype": str(dtype or "fp32"),
+           "peak_extra_mib": extra / 2 ** 20, "gflop": flops / 1e9,
+           "shape": list(x.shape)}
+    if variant == "onnxruntime":
+        res["provider"] = provider
+        if device.type == "cuda":  # torch's allocator does not see onnxruntime's memory
+            res["peak_extra_mib"] = None
+    return res
+
+
+def _onnxruntime_fn(onnx_path: str, x: torch.Tensor, device: torch.device, threads: int):
+    """The exported model (``repro.export``) in an onnxruntime session, fp32, on the CUDA
+    provider for a CUDA device when onnxruntime has it, else on the CPU; and the provider."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    cuda = device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    provider = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    session = onnxruntime.InferenceSession(onnx_path, options, providers=[provider])
+    feed = {"image": x.cpu().numpy()}  # numpy in and out: the copies are part of its latency
+
+    def fn():
+        return torch.from_numpy(session.run(["stylized"], feed)[0])
+    return fn, provider
 
 
 def _run_child(spec: dict) -> dict:
@@ -196,19 +225,21 @@ def bench_inference(cases: list[dict], sizes, image, reps: int, threads: int, de
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
+            # exported once per case (seconds), here: the children only load the file
+            onnx_path = export_onnx(_inference_model(case), Path(tmp) / "model.onnx")
             for size in sizes:
                 row = {"case": case["name"], "size": size, "trained": bool(case["run"])}
                 outs = {}
-                for variant in ("reference", "ours (one-shot)", "ours"):
+                for variant in ("reference", *COMPARED):
                     spec = {**case, "case": case["name"], "variant": variant, "size": size,
                             "image": str(image), "reps": reps if size < 1000 else max(2, reps // 2),
-                            "threads": threads, "device": str(device),
+                            "threads": threads, "device": str(device), "onnx": str(onnx_path),
                             "out": str(Path(tmp) / f"{variant}.pt")}
                     row[variant] = _run_child(spec)
                     outs[variant] = torch.load(spec["out"])
                     print(f"  inference {case['name']} {size}px {variant}: "
                           f"{row[variant]['median_s'] * 1e3:.1f} ms", flush=True)
-                for variant in ("ours (one-shot)", "ours"):
+                for variant in COMPARED:
                     row[variant]["psnr_db"] = psnr(outs[variant], outs["reference"])
                     row[variant]["speedup"] = row["reference"]["median_s"] / row[variant]["median_s"]
                 rows.append(row)
@@ -310,8 +341,8 @@ def table(res: dict) -> str:
              f"{res['peak_gflops']['bf16']:.0f} GFLOP/s bf16. `make bench`, {res['date']}.",
              "",
              "| inference | px | reference fp32 | ours, one-shot | ours, Stylizer (compiled) | speed-up | "
-             "GFLOP/s (of peak) | PSNR vs fp32 | peak memory ref / ours |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "GFLOP/s (of peak) | PSNR vs fp32 | peak memory ref / ours | onnxruntime fp32 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["inference"]:
         if "size" not in r:
             continue
@@ -323,7 +354,7 @@ def table(res: dict) -> str:
             f"{one['median_s'] * 1e3:.0f} ms | {ours['median_s'] * 1e3:.0f} ms "
             f"(first call {ours['first_s']:.1f} s) | {ours['speedup']:.1f}x | {rate:.0f} ({rate / peak:.0%}) | "
             + (f"{ours['psnr_db']:.1f} dB" if r["trained"] else "untrained") +
-            f" | {ref['peak_extra_mib']:.0f} / {ours['peak_extra_mib']:.0f} MiB |")
+            f" | {ref['peak_extra_mib']:.0f} / {ours['peak_extra_mib']:.0f} MiB | {_ort_cell(r, 'gpu' in m)} |")
     held = [r for r in res["inference"] if "psnr_heldout_512" in r]
     if held:
         lines += ["", "PSNR of the compiled fast path against fp32 over the held-out photos (512x512 centre crops): "
@@ -343,6 +374,15 @@ def table(res: dict) -> str:
             lines.append(f"| {r['steps']} steps | {r['shape'][1]}x{r['shape'][2]} | {r['reference']['seconds']:.1f} s | "
                          f"{r['ours']['seconds']:.1f} s | {r['speedup']:.2f}x |")
     return "\n".join(lines)
+
+
+def _ort_cell(r: dict, gpu: bool) -> str:
+    ort = r.get("onnxruntime")  # results written before the variant existed have none
+    if ort is None:
+        return "-"
+    cell = f"{ort['median_s'] * 1e3:.0f} ms" + (f", {ort['psnr_db']:.1f} dB" if r["trained"] else "")
+    # on a GPU machine, say where onnxruntime ran (its CUDA provider, or the CPU without one)
+    return f"{cell} ({ort['provider'].removesuffix('ExecutionProvider')})" if gpu else cell
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

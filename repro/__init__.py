@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "paths", "images", "data", "vgg", "norms", "models", "losses", "gatys", "train", "runs",
     "metrics", "cli", "config", "inference", "experiments", "figures", "atomic",
-    "precision", "budget", "tiling", "checkpoint", "tasks", "explore",
+    "precision", "budget", "tiling", "checkpoint", "tasks", "explore", "video",
+    "export",
 }
 
 

@@ -6,14 +6,16 @@ message and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 
-from repro import config, data, gatys
+from repro import config, data, gatys, video
 from repro.checkpoint import load_generator
 from repro.config import load_config
 from repro.data import DataError
+from repro.export import export_onnx, read_metadata
 from repro.images import check_output_path, save_image
 from repro.inference import stylize
 from repro.models import AdaINNet
@@ -38,39 +40,64 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_stylize(args) -> int:
-    # everything that can be checked is checked before the model is loaded or a pixel computed
-    check_output_path(args.output, [args.input, args.checkpoint, *(args.style or [])], "OUTPUT")
-    device = resolve_device(args.device)
-    weights = None
-    if args.style_weights is not None:
-        try:
-            weights = [float(w) for w in args.style_weights.split(",")]
-        except ValueError:
-            weights = None
-        if weights is None or not all(math.isfinite(w) and w >= 0 for w in weights):
-            raise ValueError(f"--style-weights must be comma-separated non-negative numbers, got "
-                             f"{args.style_weights!r}")
-    model = load_generator(args.checkpoint, device=device)
-    image = args.input  # a path: errors about it name the file
+def _style_weights(args) -> list[float] | None:
+    """--style-weights parsed (before the model is loaded)."""
+    if args.style_weights is None:
+        return None
+    try:
+        weights = [float(w) for w in args.style_weights.split(",")]
+    except ValueError:
+        weights = None
+    if weights is None or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"--style-weights must be comma-separated non-negative numbers, got "
+                         f"{args.style_weights!r}")
+    return weights
+
+
+def _style_options(args, model, weights) -> dict:
+    """The style keyword arguments of stylize / Stylizer / stylize_video for this model, the
+    combinations that do not fit it refused."""
     if isinstance(model, AdaINNet):
         if not args.style:
             raise ValueError(f"{args.checkpoint} is an AdaIN model: give --style IMAGE [IMAGE ...]")
         if args.style_index is not None:
             raise ValueError("--style-index is for conditional-IN generators; an AdaIN model takes --style")
-        out = stylize(model, image, size=args.size, style=args.style, style_weights=weights,
-                      alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size,
-                      precision=args.precision, exact=args.exact, tile=args.tile)
-    else:
-        if args.style or args.alpha != 1.0 or args.preserve_color:
-            raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
-                             f"{args.checkpoint} is a single-style or conditional-IN generator")
-        if args.style_index is not None and weights is not None:
-            raise ValueError("give --style-index or --style-weights, not both")
-        style = args.style_index if args.style_index is not None else weights
-        out = stylize(model, image, size=args.size, style=style, precision=args.precision,
-                      exact=args.exact, tile=args.tile)
+        return dict(style=args.style, style_weights=weights, alpha=args.alpha,
+                    preserve_color=args.preserve_color, style_size=args.style_size)
+    if args.style or args.alpha != 1.0 or args.preserve_color:
+        raise ValueError("--style, --alpha and --preserve-color are for AdaIN models; "
+                         f"{args.checkpoint} is a single-style or conditional-IN generator")
+    if args.style_index is not None and weights is not None:
+        raise ValueError("give --style-index or --style-weights, not both")
+    return dict(style=args.style_index if args.style_index is not None else weights)
+
+
+def _cmd_stylize(args) -> int:
+    # everything that can be checked is checked before the model is loaded or a pixel computed
+    check_output_path(args.output, [args.input, args.checkpoint, *(args.style or [])], "OUTPUT")
+    device = resolve_device(args.device)
+    weights = _style_weights(args)
+    model = load_generator(args.checkpoint, device=device)
+    # args.input stays a path: errors about it name the file
+    out = stylize(model, args.input, size=args.size, **_style_options(args, model, weights),
+                  precision=args.precision, exact=args.exact, tile=args.tile)
     save_image(out, args.output)
+    print(args.output)
+    return 0
+
+
+def _cmd_video(args) -> int:
+    # the output path, the input's streams and the options are checked before the model loads
+    video.preflight(args.input, args.output, [args.checkpoint, *(args.style or [])],
+                    size=args.size, batch=args.batch, crf=args.crf)
+    device = resolve_device(args.device)
+    weights = _style_weights(args)
+    model = load_generator(args.checkpoint, device=device)
+    result = video.stylize_video(model, args.input, args.output, size=args.size, batch=args.batch,
+                                 **_style_options(args, model, weights), device=device,
+                                 precision=args.precision, compile=not args.no_compile,
+                                 crf=args.crf, progress=not args.no_progress)
+    print(result.summary(), file=sys.stderr)
     print(args.output)
     return 0
 
@@ -85,6 +112,18 @@ def _cmd_gatys(args) -> int:
     f = result.final
     print(f"{args.output}: {result.steps} steps in {result.seconds:.1f} s, "
           f"content {f.get('content', float('nan')):.3g}, style {f.get('style', float('nan')):.3g}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    # OUT is checked, and the checkpoint read, before a graph is traced (export_onnx)
+    out = export_onnx(args.run, args.output, opset=args.opset, check=not args.no_check)
+    check = read_metadata(out).get("repro.check")
+    if check:
+        c = json.loads(check)
+        print(f"onnxruntime vs PyTorch on a random {'x'.join(map(str, c['image_shape']))} batch: "
+              f"max abs difference {c['max_abs_diff']:.2g}")
+    print(out)
     return 0
 
 
@@ -109,6 +148,28 @@ def _cmd_notebooks(args) -> int:
     for p in rebuild_notebooks(args.only or None, execute=not args.no_execute):
         print(p)
     return 0
+
+
+def _add_style_arguments(p, colours: str = "keep the content image's colours") -> None:
+    p.add_argument("--style-index", type=int,
+                   help="conditional-IN generators: which of its styles to apply")
+    p.add_argument("--style-weights",
+                   help="comma-separated mixing weights: one per style of a conditional-IN "
+                   "generator, or one per --style image of an AdaIN model")
+    p.add_argument("--style", nargs="+", metavar="IMAGE",
+                   help="AdaIN models: the style image(s), any painting (several: interpolated)")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="AdaIN models: content-style trade-off in [0, 1] (default 1: full style)")
+    p.add_argument("--preserve-color", action="store_true",
+                   help=f"AdaIN models: {colours}")
+    p.add_argument("--style-size", type=int, help="AdaIN models: resize the style's shorter side first")
+
+
+def _add_device_arguments(p) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default): bf16 autocast where the hardware has native bf16, else "
+                   "fp32; fp32: exact")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,27 +210,35 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("input", help="content image")
     st.add_argument("output", help="where to write the stylized image")
     st.add_argument("--size", type=int, help="resize the input's shorter side to SIZE first")
-    st.add_argument("--style-index", type=int,
-                    help="conditional-IN generators: which of its styles to apply")
-    st.add_argument("--style-weights",
-                    help="comma-separated mixing weights: one per style of a conditional-IN "
-                    "generator, or one per --style image of an AdaIN model")
-    st.add_argument("--style", nargs="+", metavar="IMAGE",
-                    help="AdaIN models: the style image(s), any painting (several: interpolated)")
-    st.add_argument("--alpha", type=float, default=1.0,
-                    help="AdaIN models: content-style trade-off in [0, 1] (default 1: full style)")
-    st.add_argument("--preserve-color", action="store_true",
-                    help="AdaIN models: keep the content image's colours")
-    st.add_argument("--style-size", type=int, help="AdaIN models: resize the style's shorter side first")
+    _add_style_arguments(st)
     st.add_argument("--tile", type=int, metavar="N",
                     help="stylize in overlapping tiles of N px with instance norm's statistics "
                     "taken over the whole image: the same result at bounded memory (huge images)")
-    st.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    st.add_argument("--precision", default="auto", choices=PRECISIONS,
-                    help="auto (default): bf16 autocast where the hardware has native bf16, else "
-                    "fp32; fp32: exact")
+    _add_device_arguments(st)
     st.add_argument("--exact", action="store_true", help="the same as --precision fp32")
     st.set_defaults(func=_cmd_stylize)
+
+    v = sub.add_parser("video", help="stylize every frame of a video (prints the output path last)",
+                       description="Stylize the frames of INPUT with the generator in CHECKPOINT and "
+                       "write OUTPUT (.mp4, .mkv or .mov: H.264, yuv420p) with the input's time "
+                       "stamps and frame rate; audio is copied (re-encoded to AAC where the "
+                       "container does not take its codec). Sides are made even (the last odd "
+                       "row or column dropped). The output appears only when complete.")
+    v.add_argument("checkpoint", help="checkpoint file or run directory")
+    v.add_argument("input", help="the video to stylize (anything FFmpeg reads)")
+    v.add_argument("output", help="where to write the stylized video (.mp4, .mkv or .mov)")
+    v.add_argument("--size", type=int, help="resize the frames' shorter side to SIZE first")
+    v.add_argument("--batch", type=int, default=4, help="frames per network call (default 4)")
+    v.add_argument("--crf", type=int, default=video.CRF,
+                   help=f"libx264 quality, 0 (lossless) to 51 (default {video.CRF})")
+    _add_style_arguments(v, "keep the video's colours (the style takes the first frame's "
+                         "colours once, so it is the same for every frame)")
+    _add_device_arguments(v)
+    v.add_argument("--no-compile", action="store_true",
+                   help="run the network eagerly; by default it is compiled (torch.compile), whose "
+                   "first call costs tens of seconds on a CPU and pays off over many frames")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_cmd_video)
 
     g = sub.add_parser("gatys", help="optimization-based stylization (Gatys et al. 2016)",
                        description="Optimize OUTPUT's pixels so its VGG features match CONTENT's "
@@ -187,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     g.set_defaults(func=_cmd_gatys)
+
+    ex = sub.add_parser("export", help="export a trained generator to ONNX (prints the file last)",
+                        description="Write the generator in RUN as an ONNX model for any batch, "
+                        "height and width (repro/export.py: inputs, outputs, metadata), checked "
+                        "first in onnxruntime against PyTorch; written atomically. Takes 10-30 s.")
+    ex.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    ex.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    ex.add_argument("--opset", type=int, help="ONNX opset, 18 or newer (default: the exporter's, 20)")
+    ex.add_argument("--no-check", action="store_true",
+                    help="skip the onnxruntime check (it takes about a second)")
+    ex.set_defaults(func=_cmd_export)
 
     f = sub.add_parser("figures", help="regenerate the figures by running the notebooks (papermill)",
                        description="Run every figure notebook (or --only some) with the profile's "

@@ -364,14 +364,20 @@ def _save_format(path: Path) -> str | None:
     return fmt if fmt in Image.SAVE else None
 
 
-def check_output_path(path, inputs: Sequence = (), what: str = "output") -> Path:
+def check_output_path(path, inputs: Sequence = (), what: str = "output",
+                      suffixes: Sequence[str] | None = None) -> Path:
     """Refuse, before any work, an output path that could not be written or would destroy an
-    input: an unknown image format, an existing directory, a parent that is a file, or the same
-    file as one of ``inputs`` (symlinks and hard links included). Returns the path."""
+    input: an unknown image format (with ``suffixes``: a suffix not among them, e.g. videos),
+    an existing directory, a parent that is a file, or the same file as one of ``inputs``
+    (symlinks and hard links included). Returns the path."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory; give a file name such as {path / 'out.png'}")
-    if _save_format(path) is None:
+        example = suffixes[0] if suffixes else ".png"
+        raise ValueError(f"{what} {path} is a directory; give a file name such as {path / ('out' + example)}")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use "
+                         f"{', '.join(suffixes[:-1])} or {suffixes[-1]}")
+    if suffixes is None and _save_format(path) is None:
         raise ValueError(f"{what} {path}: unknown image format {path.suffix or '(no extension)'!r}; "
                          "use .png, .jpg, .webp or .tif")
     parent = nearest_existing(path.parent)

@@ -22,9 +22,9 @@ LAYERS = [
     ["paths", "atomic", "choices", "precision", "budget", "images", "data"],
     ["norms", "models", "vgg", "losses"],
     ["config"],
-    ["checkpoint", "inference", "tiling", "gatys"],
+    ["checkpoint", "inference", "tiling", "gatys", "video", "export"],
     ["runs", "tasks", "train"],
-    ["experiments", "figures", "metrics"],
+    ["experiments", "figures", "metrics", "explore"],
     ["cli", "__main__", "__init__"],
 ]
 

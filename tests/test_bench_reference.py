@@ -95,8 +95,10 @@ def test_bench_quick_runs_every_case_and_fills_the_readme_table(tmp_path, data_r
     for r in rows:
         assert r["ours"]["psnr_db"] > 30 and r["ours"]["speedup"] > 0 and r["ours"]["gflop"] > 0
         assert r["ours"]["shape"] == r["reference"]["shape"]
+        # the exported ONNX graph: fp32 like the reference
+        assert r["onnxruntime"]["psnr_db"] > 60 and r["onnxruntime"]["median_s"] > 0
     assert res["training"][0]["ours"]["images_per_s"] > 0
     assert res["gatys"][0]["psnr_db"] > 40  # the reference and ours optimize the same loss
     text = readme.read_text()
-    assert "old table" not in text and "| inference |" in text
+    assert "old table" not in text and "| inference |" in text and "onnxruntime fp32" in text
     assert text.startswith("# t\n\nbefore\n") and text.endswith(f"{END}\nafter\n")

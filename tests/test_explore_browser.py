@@ -3,7 +3,8 @@ widgets render and show a stylized image with its time and style loss; a screens
 
 Needs Chromium from the system packages and playwright (``pip install -e '.[browser]'``); skipped
 where either is missing (CI machines have no browser). ``REPRO_LAB_SCREENSHOT=path.png`` keeps
-the screenshot (default: build/lab-explore.png).
+the screenshot (default: build/lab-explore.png); ``REPRO_LAB_RUNS=runs`` shows the runs of a real
+``runs/`` folder rather than freshly trained smoke ones.
 """
 import os
 import shutil
@@ -34,7 +35,8 @@ def lab(tmp_path):
     """JupyterLab on a copy of the explorer notebook (autosave never touches the source)."""
     shutil.copy(paths.NOTEBOOKS / "explore.ipynb", tmp_path / "explore.ipynb")
     port, token = _free_port(), "repro-browser-test"
-    env = {**os.environ, "REPRO_RUNS": str(tmp_path / "runs")}
+    # REPRO_LAB_RUNS=runs: the explorer on a real runs/ folder (after make figures) instead
+    env = {**os.environ, "REPRO_RUNS": os.environ.get("REPRO_LAB_RUNS", str(tmp_path / "runs"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
@@ -73,7 +75,7 @@ def test_explorer_renders_its_widgets_in_jupyterlab(lab, data_ready):
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         # the widget area's caption: "<run> ... NN ms | style loss ..." once a render is shown
         caption = page.locator(".jupyter-widgets.widget-html").filter(has_text="style loss").first
-        caption.wait_for(timeout=240_000)
+        caption.wait_for(timeout=480_000)  # smoke runs train first: minutes on busy cores
         image = page.locator(".jupyter-widgets.widget-image").first
         image.wait_for(timeout=30_000)
         width = image.evaluate("img => img.naturalWidth")
