@@ -94,7 +94,10 @@ def machine_info(device: torch.device) -> dict:
 
 
 def machine_slug(info: dict, device: torch.device) -> str:
-    name = info.get("gpu") if device.type == "cuda" else f"{info['cpu']} {info['threads']}t"
+    """The results file's name: the GPU, or the CPU model and threads, plus "bf16" for a CPU with
+    native bf16 (the same model name covers CPUs with and without it, and their numbers differ)."""
+    name = info.get("gpu") if device.type == "cuda" else (
+        f"{info['cpu']} {info['threads']}t" + (" bf16" if info.get("native_bf16") else ""))
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
@@ -392,6 +395,25 @@ def update_readme(res: dict, readme: Path) -> None:
     replace_between(readme, START, END, "\n" + table(res) + "\n")
 
 
+SECTIONS = ("inference", "training", "gatys")
+
+
+def _keep_sections(res: dict, out: Path) -> None:
+    """``--only`` re-runs some sections: the others are kept from ``out`` (same machine, not a
+    quick run), each with the date and commit it was measured at under ``kept``."""
+    try:
+        previous = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return
+    if previous.get("quick") or res["quick"] or previous.get("machine") != res["machine"]:
+        return
+    for section in SECTIONS:
+        if section not in res and section in previous:
+            res[section] = previous[section]
+            res.setdefault("kept", {})[section] = previous.get("kept", {}).get(
+                section, {"date": previous.get("date"), "git_commit": previous.get("git_commit")})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -399,8 +421,9 @@ def main(argv=None) -> int:
                     help="tiny sizes and few repeats: checks that every case runs (tests use it)")
     ap.add_argument("--device", default="auto", help="cpu, cuda (default: cuda if available)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--only", nargs="+", choices=("inference", "training", "gatys"),
-                    default=("inference", "training", "gatys"))
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                    help="sections to run; the others are kept from the results file, with the "
+                    "date and commit they were measured at")
     ap.add_argument("--out", type=Path, help="results file (default bench/results/<machine>.json)")
     ap.add_argument("--readme", default=str(ROOT / "README.md"),
                     help="README whose benchmark table to refresh ('' for none; --quick never "
@@ -437,6 +460,7 @@ def main(argv=None) -> int:
     if "gatys" in args.only:
         res["gatys"] = bench_gatys((48,) if quick else (256, 512), 3 if quick else 200, device)
     out = args.out or RESULTS / f"{machine_slug(info, device)}.json"
+    _keep_sections(res, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(out, res)
     print(f"\n{table(res)}\n\nwrote {out}")
