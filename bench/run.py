@@ -341,7 +341,9 @@ def table(res: dict) -> str:
     m = res["machine"]
     lines = [f"Machine: {m.get('gpu') or m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
              f"measured matmul peak {res['peak_gflops']['fp32']:.0f} GFLOP/s fp32, "
-             f"{res['peak_gflops']['bf16']:.0f} GFLOP/s bf16. `make bench`, {res['date']}.",
+             f"{res['peak_gflops']['bf16']:.0f} GFLOP/s bf16. `make bench`, {res['date']}"
+             + "".join(f"; {section} kept from {k.get('date')} ({k.get('git_commit')})"
+                       for section, k in res.get("kept", {}).items()) + ".",
              "",
              "| inference | px | reference fp32 | ours, one-shot | ours, Stylizer (compiled) | speed-up | "
              "GFLOP/s (of peak) | PSNR vs fp32 | peak memory ref / ours | onnxruntime fp32 |",

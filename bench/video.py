@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     compiles = (False,) if args.quick else (False, True)
     device = torch.device("cpu")
     info = machine_info(device)
-    res = {"machine": info, "commit": git_commit(), "quick": args.quick, "profile": profile,
+    res = {"machine": info, "git_commit": git_commit(), "quick": args.quick, "profile": profile,
            "style": style, "runs": {k: str(r.path) for k, r in runs.items()}, "speed": []}
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:

@@ -47,8 +47,9 @@ shown = []
 for kind in explore.KINDS:
     info = next(r for r in found if r.kind == kind)
     shown.append((info, ex.render(info, photo, size)))
-pair = next((r, t) for r in found if (t := explore.counterpart(r, found)))
-shown.append((pair[1], ex.render(pair[1], photo, size)))
+pair = next(((r, t) for r in found if (t := explore.counterpart(r, found))), None)
+if pair is not None:
+    shown.append((pair[1], ex.render(pair[1], photo, size)))
 fig, axes = plt.subplots(1, len(shown), figsize=(2.4 * len(shown), 2.8))
 for ax, (info, r) in zip(axes, shown):
     ax.imshow(r.image.permute(1, 2, 0).numpy())

@@ -349,9 +349,14 @@ class ExplorerUI:
             return
         self.uploaded[name] = img
         box = self.photo if what == "photo" else self.painting
-        if name not in box.options:
-            box.options = [*box.options, name]
-        box.value = name  # triggers update()
+        quiet, self._quiet = self._quiet, True  # one render, after the lists are filled
+        boxes = [box] if what == "photo" else [box, self.painting2]
+        for b in boxes:
+            if name not in b.options:
+                b.options = [*b.options, name]
+        box.value = name
+        self._quiet = quiet
+        self.update()  # also when the same name comes again with new pixels
 
     def _source(self, name: str):
         return self.uploaded.get(name, name)

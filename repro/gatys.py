@@ -106,7 +106,7 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
             loss: PerceptualLoss | None = None, size: int | None = None,
             style_size: int | None = None, seed: int = 0,
             callback: Callable[[int, torch.Tensor, dict], bool | None] | None = None,
-            progress: bool = False, history_size: int = 50,
+            progress: bool | None = False, history_size: int = 50,
             device: str | torch.device | None = None,
             network_weights: str = "auto") -> GatysResult:
     """Gatys et al. (2016) stylization of ``content`` in the style of ``style``.
@@ -128,7 +128,7 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
         callback: ``callback(step, image, losses)`` after each step with a copy of the
             (projected) iterate (3, H, W) and the float losses of the step; returning True
             stops the optimization.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (None: when stderr is a terminal).
         history_size: L-BFGS memory (curvature pairs kept).
         device: where to optimize; default the device of ``loss``, else CUDA when available.
         network_weights: ``weights`` of the loss network built when ``loss`` is None.
@@ -207,8 +207,8 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
 
     history: list[dict] = []
     bar = None
-    if progress:
-        bar = tqdm(total=steps, desc=f"gatys {optimizer}")
+    if progress is not False:  # None: a bar only when stderr is a terminal (tqdm's disable=None)
+        bar = tqdm(total=steps, desc=f"gatys {optimizer}", disable=None if progress is None else False)
     t0 = time.perf_counter()
     for step in range(steps):
         if optimizer == "lbfgs":

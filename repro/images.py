@@ -43,6 +43,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from pathlib import Path
 from typing import Sequence, Union
@@ -369,22 +370,29 @@ def check_output_path(path, inputs: Sequence = (), what: str = "output",
     """Refuse, before any work, an output path that could not be written or would destroy an
     input: an unknown image format (with ``suffixes``: a suffix not among them, e.g. videos),
     an existing directory, a parent that is a file, or the same file as one of ``inputs``
-    (symlinks and hard links included). Returns the path."""
+    (symlinks and hard links included); a folder where no file can be created (tried, with a
+    probe file created and removed). Returns the path."""
     path = Path(path)
     if path.is_dir():
         example = suffixes[0] if suffixes else ".png"
         raise ValueError(f"{what} {path} is a directory; give a file name such as {path / ('out' + example)}")
     if suffixes is not None and path.suffix.lower() not in suffixes:
+        choices = " or ".join(filter(None, [", ".join(suffixes[:-1]), suffixes[-1]]))
         raise ValueError(f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use "
-                         f"{', '.join(suffixes[:-1])} or {suffixes[-1]}")
+                         f"{choices}")
     if suffixes is None and _save_format(path) is None:
         raise ValueError(f"{what} {path}: unknown image format {path.suffix or '(no extension)'!r}; "
                          "use .png, .jpg, .webp or .tif")
     parent = nearest_existing(path.parent)
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: the folder {parent} is not writable")
+    # tried rather than os.access: read-only file systems refuse even root, who passes os.access
+    probe = parent / f".{path.name}.{secrets.token_hex(6)}.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{what} {path}: the folder {parent} is not writable ({e.strerror})") from None
     if path.exists():
         for p in inputs:
             if p is None or not isinstance(p, (str, os.PathLike)):

@@ -33,6 +33,49 @@ def _as_style(style, device) -> torch.Tensor | None:
     return t.reshape(-1)
 
 
+def check_style_options(model, style=None, *, alpha: float = 1.0, style_weights=None,
+                        preserve_color: bool = False) -> None:
+    """Refuse style arguments that do not fit ``model``, before any image is read or pixel
+    computed (the network would otherwise refuse them only when it runs: after a compilation,
+    or a video's first batch): a conditional-IN style index out of range or mixing weights of
+    the wrong length; AdaIN without a style, ``alpha`` outside [0, 1], ``style_weights`` that
+    are not one non-negative number per style; a style for a single-style generator."""
+    if isinstance(model, AdaINNet):
+        if style is None:
+            raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
+        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        if style_weights is not None:
+            n = len(style) if isinstance(style, (list, tuple)) else 1
+            w = torch.as_tensor(style_weights, dtype=torch.float32).flatten()
+            if (len(w) != n or not bool(torch.isfinite(w).all()) or bool((w < 0).any())
+                    or float(w.sum()) <= 0):
+                raise ValueError(f"style_weights must be {n} non-negative numbers with a positive "
+                                 f"sum (one per style), got {w.tolist()}")
+        return
+    if alpha != 1.0 or style_weights is not None or preserve_color:
+        raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
+                         "(conditional-IN generators take mixing weights as style=)")
+    config = getattr(model, "config", {})
+    if config.get("norm") != "conditional_instance":
+        if style is not None and config:
+            raise ValueError(f"style given, but this generator has norm={config.get('norm')!r}; "
+                             "only conditional-IN generators take a style")
+        return
+    n_styles = config["n_styles"]
+    if style is None:
+        raise ValueError(f"a conditional-IN generator needs style=: a style index (0..{n_styles - 1}) "
+                         f"or {n_styles} mixing weights")
+    s = _as_style(style, "cpu")
+    if s.is_floating_point():
+        if s.shape[-1] != n_styles:
+            raise ValueError(f"style weights must be {n_styles} numbers (one per style of this "
+                             f"network), got {s.shape[-1]}")
+    elif s.numel() and (int(s.min()) < 0 or int(s.max()) >= n_styles):
+        raise ValueError(f"style index {s.tolist()} out of range: this network has {n_styles} "
+                         f"styles (0..{n_styles - 1})")
+
+
 def _check_adain_size(img: torch.Tensor, name: str, down: int) -> None:
     # the encoder pools down by ``down`` and reflect-pads every 3x3 conv: smaller maps cannot be
     if min(img.shape[-2:]) < 2 * down:
@@ -179,9 +222,8 @@ def stylize(checkpoint_or_model, image, size: int | None = None, *, style=None,
         model, was_training = load_generator(checkpoint_or_model), False
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     arbitrary = isinstance(model, AdaINNet)
-    if not arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
-        raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only "
-                         "(conditional-IN generators take mixing weights as style=)")
+    check_style_options(model, style, alpha=alpha, style_weights=style_weights,
+                        preserve_color=preserve_color)
     dtype = precision_mod.inference_dtype(precision, exact, dev)
     if tile is not None:
         tiling.check_tile(tile, overlap)
@@ -253,8 +295,8 @@ class Stylizer:
     def __call__(self, image, size: int | None = None, *, style=None, alpha: float = 1.0,
                  style_weights=None, preserve_color: bool = False,
                  style_size: int | None = None) -> torch.Tensor:
-        if not self.arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
-            raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only")
+        check_style_options(self.model, style, alpha=alpha, style_weights=style_weights,
+                            preserve_color=preserve_color)
         x, single = _input_batch(image, size, self.device, self.memory_format, model=self.model,
                                  tile=self.tile, overlap=self.overlap)
         self.model.eval()

@@ -20,16 +20,20 @@ runs its frames through :class:`repro.inference.Stylizer` in batches and encodes
   result does not depend on ``batch`` (beyond floating-point rounding). AdaIN's
   ``preserve_color`` recolours the style once, with the first frame's colours, so the style
   does not change from frame to frame.
-- **Failures**: everything that can be checked is checked before the model runs
+- **Streams**: the video stream is FFmpeg's best one (``streams.best``: not a cover picture);
+  frames whose size changes mid-stream are scaled to the first frame's size.
+- **Failures**: everything that can be checked is checked before a frame is stylized
   (:func:`preflight`: the output path, that the input opens, has a video stream and a first
-  frame, and that its sample index lies inside the file). The output is written to a hidden
+  frame, and that its sample index lies inside the file; with the model, the memory of a batch
+  and the style options). The output is written to a hidden
   temporary file in the output's folder (``repro.atomic``) and renamed only when complete: a
   failure (a decoding error, a full disk, Ctrl-C) leaves neither the output nor a temporary file.
 - **Truncated input**: a cut-off MP4/MOV whose index points past the end of the file is refused
   before any work; a decoding error mid-way is refused naming the file and the frame. A file
   whose demuxer just stops early without an error (a cut-off Matroska file) is detected by its
-  time stamps: when no stream reaches to within ``max(0.1 s, 2 frames)`` of the duration the
-  container declares, it is refused as truncated (no output). A decoded frame count that
+  time stamps: when no stream (every stream is read, the ones not written too) reaches to
+  within ``max(0.1 s, 2 frames)`` of the duration the container declares, it is refused as
+  truncated (no output). A decoded frame count that
   differs from the count the container declares, with the streams complete, is not refused
   (edit lists legitimately drop frames) and :attr:`VideoResult.declared_frames` records it.
 
@@ -46,7 +50,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -57,11 +60,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from repro import budget
 from repro.atomic import atomic_open
 from repro.checkpoint import load_generator
 from repro.images import check_output_path, check_resize_shorter, load_image, match_color, resize_shorter
-from repro.inference import Stylizer
-from repro.paths import nearest_existing
+from repro.inference import Stylizer, _check_adain_size, check_style_options
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 """Output suffixes and the FFmpeg muxer each one gets."""
@@ -141,9 +144,17 @@ def _open_input(path) -> av.container.InputContainer:
         raise VideoError(f"{path}: the file is empty")
     try:
         return av.open(os.fspath(path))
+    except av.error.EOFError:
+        raise VideoError(f"{path}: the file ends before its first frame (a video with no frames, "
+                         "or one cut short)") from None
     except av.error.FFmpegError as e:
         raise _damaged(path, e, "cannot read it as a video: not a video file, or truncated or "
                                 "damaged") from None
+
+
+def _video(c):
+    """The container's main video stream (FFmpeg's choice: not an attached cover picture), or None."""
+    return c.streams.best("video")
 
 
 def check_options(size: int | None = None, batch: int = 4, crf: int = CRF) -> None:
@@ -159,17 +170,8 @@ def check_options(size: int | None = None, batch: int = 4, crf: int = CRF) -> No
 
 def check_output(path, inputs=()) -> Path:
     """Refuse, before any work, an output that is not .mp4/.mkv/.mov, is a directory, is one of
-    ``inputs``, or lies in a folder where no file can be created (tried, so that read-only
-    file systems are caught even for root)."""
-    path = check_output_path(path, inputs, "OUT", suffixes=tuple(CONTAINERS))
-    folder = nearest_existing(path.parent)
-    probe_file = folder / f".{path.name}.{secrets.token_hex(6)}.probe"
-    try:
-        os.close(os.open(probe_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        probe_file.unlink()
-    except OSError as e:
-        raise ValueError(f"OUT {path}: cannot create a file in {folder} ({e.strerror})") from None
-    return path
+    ``inputs``, or lies in a folder where no file can be created."""
+    return check_output_path(path, inputs, "OUT", suffixes=tuple(CONTAINERS))
 
 
 def probe(path) -> VideoInfo:
@@ -177,11 +179,11 @@ def probe(path) -> VideoInfo:
     one-line error naming the file: missing, not a video, no video stream, no frame, truncated."""
     path = Path(path)
     with _open_input(path) as c:
-        if not c.streams.video:
+        s = _video(c)
+        if s is None:
             kinds = ", ".join(s.type for s in c.streams) or "none"
             hint = "" if c.streams.audio else "; a video cut short can look like this"
             raise VideoError(f"{path} has no video stream (streams: {kinds}{hint})")
-        s = c.streams.video[0]
         _check_index(path, c)
         try:
             first = next(c.decode(s), None)
@@ -216,12 +218,34 @@ def output_shape(info: VideoInfo, size: int | None) -> tuple[int, int]:
     return h - h % 2, w - w % 2
 
 
-def preflight(input, output, inputs=(), *, size=None, batch=4, crf=CRF) -> tuple[VideoInfo, tuple[int, int]]:
-    """Every check that needs no model: options, output path, the input's streams."""
+def check_memory(model, info: VideoInfo, shape, batch: int, device="cpu") -> None:
+    """Refuse, naming the file, ``--size`` and ``--batch``, a batch of frames whose estimated
+    memory (``repro.budget``: the network on ``batch`` frames, the decoded frames beside
+    them) exceeds the budget."""
+    config = getattr(model, "config", {})
+    if not config:
+        return  # a module of the user's own: nothing measured to estimate from
+    h, w = shape
+    frames = 4 * 3 * batch * (info.height * info.width + 2 * h * w)  # float: decoded, in, out
+    est = budget.generator_bytes(config, h * w) * batch + frames
+    budget.check(est, f"stylizing {info.path} ({w}x{h} px frames, {batch} a batch)",
+                 "use a smaller --size N (frames' shorter side) or --batch N", device)
+
+
+def preflight(input, output, inputs=(), *, size=None, batch=4, crf=CRF, model=None,
+              device="cpu", style=None, alpha=1.0, style_weights=None,
+              preserve_color=False) -> tuple[VideoInfo, tuple[int, int]]:
+    """Every check before a frame is stylized: options, output path, the input's streams; with
+    ``model`` (a loaded generator) also a batch's memory and the style options."""
     check_options(size, batch, crf)
     check_output(output, [input, *inputs])
     info = probe(input)
-    return info, output_shape(info, size)
+    shape = output_shape(info, size)
+    if model is not None:
+        check_memory(model, info, shape, batch, device)
+        check_style_options(model, style, alpha=alpha, style_weights=style_weights,
+                            preserve_color=preserve_color)
+    return info, shape
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,8 +298,10 @@ class _Audio:
 # Frames
 
 
-def _to_tensor(frame, colorspace) -> torch.Tensor:
-    rgb = frame.to_ndarray(format="rgb24", src_colorspace=colorspace,
+def _to_tensor(frame, colorspace, size=None) -> torch.Tensor:
+    """RGB uint8 (3, H, W); ``size`` (w, h): scaled to it if the frame's size differs."""
+    w, h = size or (frame.width, frame.height)
+    rgb = frame.to_ndarray(format="rgb24", src_colorspace=colorspace, width=w, height=h,
                            src_color_range=frame.color_range or None)
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
@@ -291,8 +317,15 @@ def _load_styles(stylizer: Stylizer, style, style_size):
     if not stylizer.arbitrary or style is None:
         return style
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    styles = [load_image(s) if isinstance(s, (str, Path)) else s for s in styles]
-    return [resize_shorter(s, style_size) for s in styles] if style_size is not None else styles
+    out = []
+    for s in styles:
+        name, s = (str(s), load_image(s)) if isinstance(s, (str, Path)) else ("style", s)
+        if style_size is not None:
+            check_resize_shorter(s.shape, style_size, name)
+            s = resize_shorter(s, style_size)
+        _check_adain_size(s, name, stylizer.model.down)
+        out.append(s)
+    return out
 
 
 class _Batches:
@@ -355,22 +388,23 @@ def stylize_video(model, input, output, *, size: int | None = None, batch: int =
     stamps, even sides and failures.
     """
     t0 = time.perf_counter()
-    info, shape = preflight(input, output, size=size, batch=batch, crf=crf)
+    preflight(input, output, size=size, batch=batch, crf=crf)  # before the model is loaded
     if isinstance(model, Stylizer):
         stylizer = model
     else:
         if not isinstance(model, torch.nn.Module):
             model = load_generator(model, device=device or "cpu")
         stylizer = Stylizer(model, device=device, precision=precision, compile=compile)
-    if not stylizer.arbitrary and (alpha != 1.0 or style_weights is not None or preserve_color):
-        raise ValueError("alpha, style_weights and preserve_color apply to AdaIN models only")
+    info, shape = preflight(input, output, size=size, batch=batch, crf=crf, model=stylizer.model,
+                            device=stylizer.device, style=style, alpha=alpha,
+                            style_weights=style_weights, preserve_color=preserve_color)
     batches = _Batches(stylizer, batch, size, shape, _load_styles(stylizer, style, style_size),
                        stylizer.arbitrary and preserve_color, alpha=alpha, style_weights=style_weights)
     fmt = CONTAINERS[Path(output).suffix.lower()]
     with _open_input(input) as inp, atomic_open(output) as f, av.open(f, "w", format=fmt) as out, \
             tqdm(total=info.expected_frames, unit="frame", desc=Path(input).name,
                  disable=None if progress is None else not progress) as bar:
-        vin = inp.streams.video[0]
+        vin = _video(inp)
         cs = _COLORSPACES.get(int(vin.codec_context.colorspace or 2))
         vout = _video_stream(out, vin, info, shape, crf)
         audio = {s.index: _Audio(out, s, fmt) for s in inp.streams.audio}
@@ -387,19 +421,23 @@ def stylize_video(model, input, output, *, size: int | None = None, batch: int =
 
         last_pts, ends = None, {}
         decode = {vin.index, *(i for i, a in audio.items() if not a.copy)}
-        for packet, decoded in _demux(input, inp, [vin, *(a.src for a in audio.values())], decode, batches):
+        # every stream is demuxed (those not written only for their time stamps): a file whose
+        # longest stream is one we drop (subtitles, a second video track) is not truncated
+        for packet, decoded in _demux(input, inp, list(inp.streams), decode, batches):
             if packet.pts is not None and packet.time_base is not None:
                 end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 ends[packet.stream.index] = max(ends.get(packet.stream.index, end), end)
             if packet.stream.index in audio:
                 audio[packet.stream.index].packet(out, packet, decoded)
                 continue
+            if packet.stream.index != vin.index:
+                continue
             for frame in decoded:
                 pts = frame.pts
                 if pts is None or (last_pts is not None and pts <= last_pts):
                     pts = 0 if last_pts is None else last_pts + step  # no usable time stamp
                 last_pts = pts
-                pending.append((pts, _to_tensor(frame, cs)))
+                pending.append((pts, _to_tensor(frame, cs, (info.width, info.height))))
                 if len(pending) == batch:
                     encode_pending()
         if pending:
@@ -444,17 +482,20 @@ def _check_complete(path, info: VideoInfo, ends: dict, frame_s) -> None:
 
 
 def read_frames(path, max_frames: int | None = None) -> tuple[torch.Tensor, list[float]]:
-    """The frames of a video's first video stream as ``(T, 3, H, W)`` float in [0, 1] (RGB,
-    converted as :func:`stylize_video` converts them) and their time stamps in seconds."""
+    """The frames of a video's main video stream as ``(T, 3, H, W)`` float in [0, 1] (RGB,
+    converted and scaled to the first frame's size as :func:`stylize_video` does) and their time
+    stamps in seconds."""
     frames, times = [], []
     with _open_input(path) as c:
-        if not c.streams.video:
+        s = _video(c)
+        if s is None:
             raise VideoError(f"{path} has no video stream")
-        s = c.streams.video[0]
         cs = _COLORSPACES.get(int(s.codec_context.colorspace or 2))
+        size = None
         try:
             for frame in c.decode(s):
-                frames.append(_to_tensor(frame, cs))
+                size = size or (frame.width, frame.height)  # later frames scaled to the first's
+                frames.append(_to_tensor(frame, cs, size))
                 times.append(float(frame.time) if frame.time is not None else math.nan)
                 if max_frames is not None and len(frames) >= max_frames:
                     break

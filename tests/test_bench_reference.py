@@ -82,7 +82,7 @@ def test_reference_gatys_follows_ours(data_ready):
 def test_bench_quick_runs_every_case_and_fills_the_readme_table(tmp_path, data_ready):
     import json
 
-    from bench.run import END, START, main
+    from bench.run import END, START, main, table
 
     readme = tmp_path / "README.md"
     readme.write_text(f"# t\n\nbefore\n{START}\nold table\n{END}\nafter\n")
@@ -102,3 +102,6 @@ def test_bench_quick_runs_every_case_and_fills_the_readme_table(tmp_path, data_r
     text = readme.read_text()
     assert "old table" not in text and "| inference |" in text and "onnxruntime fp32" in text
     assert text.startswith("# t\n\nbefore\n") and text.endswith(f"{END}\nafter\n")
+    # sections kept from an earlier run (--only) say when and at which commit they were measured
+    res["kept"] = {"gatys": {"date": "2026-11-30", "git_commit": "abc1234"}}
+    assert "gatys kept from 2026-11-30 (abc1234)." in table(res).splitlines()[0]

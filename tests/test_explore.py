@@ -177,3 +177,11 @@ def test_widgets_update_on_every_change(runs_env):
     n = ui.renders
     ui.painting_upload.value = _upload("bad.png", b"garbage")
     assert ui.renders == n and "bad.png" in ui.status.value
+    # an uploaded painting can be mixed in too; the same name again with new pixels re-renders
+    ui.painting_upload.value = _upload("mine.png", _png((20, 40, 220)))
+    assert ui.painting.value == "mine.png" and "mine.png" in ui.painting2.options
+    assert not ui.status.value
+    ui.preserve_color.value = False  # (with it, two flat paintings recolour alike)
+    n, before = ui.renders, ui.result.value
+    ui.painting_upload.value = _upload("mine.png", _png((240, 200, 20)))
+    assert ui.renders == n + 1 and ui.result.value != before

@@ -22,6 +22,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = next((p for p in (os.environ.get("REPRO_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
+# skipped here, at collection, before a JupyterLab is started for nothing
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[browser]'")
+if CHROMIUM is None:
+    pytest.skip("no Chromium (apt install chromium)", allow_module_level=True)
 
 
 def _free_port() -> int:
@@ -59,9 +63,6 @@ def lab(tmp_path):
 
 
 def test_explorer_renders_its_widgets_in_jupyterlab(lab, data_ready):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[browser]'")
-    if CHROMIUM is None:
-        pytest.skip("no Chromium (apt install chromium)")
     shot = os.environ.get("REPRO_LAB_SCREENSHOT", str(paths.ROOT / "build" / "lab-explore.png"))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

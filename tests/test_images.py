@@ -582,3 +582,20 @@ def test_real_photo_loads():
     assert s.shape[1] / s.shape[2] == pytest.approx(ratio, rel=0.05)
     e = I.equalize_luminance_histogram(s)
     assert I.rms_contrast(e).item() == pytest.approx(1 / math.sqrt(12), abs=0.05)
+
+
+def test_check_output_path_names_the_formats_and_tries_the_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown format '\.onx'; use \.onnx$"):
+        I.check_output_path(tmp_path / "m.onx", (), "OUT", suffixes=(".onnx",))
+    with pytest.raises(ValueError, match=r"use \.mp4, \.mkv or \.mov$"):
+        I.check_output_path(tmp_path / "v.avi", (), "OUT", suffixes=(".mp4", ".mkv", ".mov"))
+    # the folder is tried with a probe file, which is removed again
+    assert I.check_output_path(tmp_path / "new" / "deeper" / "out.png") == tmp_path / "new" / "deeper" / "out.png"
+    assert list(tmp_path.iterdir()) == []
+    if os.geteuid() == 0:  # root writes into any mode; sysfs refuses new files even to root
+        ro = Path("/sys")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+    with pytest.raises(ValueError, match=f"the folder {ro} is not writable"):
+        I.check_output_path(ro / "out.png")

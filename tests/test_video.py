@@ -234,6 +234,68 @@ def test_the_compiled_default_gives_the_eager_frames(tmp_path, clip, model_file)
     assert psnr(video.read_frames(fast.path)[0], video.read_frames(eager.path)[0]) > 40
 
 
+def _two_tracks(path: Path) -> Path:
+    """A clip of T frames (0.5 s) and a second, smaller video track of 3 frames at 1 fps (3 s):
+    the container's duration is the second track's."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v2 = c.add_stream("libx264", rate=1)
+        v2.width, v2.height, v2.pix_fmt = 32, 24, "yuv420p"
+        for t in range(T):
+            img = (_content(t) * 255).byte().permute(1, 2, 0).numpy()
+            c.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            if t < 3:
+                c.mux(v2.encode(av.VideoFrame.from_ndarray(np.full((24, 32, 3), 60 * t, np.uint8),
+                                                           format="rgb24")))
+        c.mux(v.encode(None))
+        c.mux(v2.encode(None))
+    return path
+
+
+def test_a_longer_stream_that_is_not_written_is_not_truncation(tmp_path):
+    src = _two_tracks(tmp_path / "two.mkv")
+    with av.open(str(src)) as c:
+        assert c.duration / av.time_base > 2.5  # the second track's length, not the clip's 0.5 s
+    res = video.stylize_video(Stylizer(torch.nn.Identity(), device="cpu", compile=False), src,
+                              tmp_path / "out.mkv", progress=False)
+    assert (res.frames, res.width, res.height) == (T, W, H)  # the main track, not the second
+    assert psnr(video.read_frames(res.path)[0], video.read_frames(src)[0]) > 35
+
+
+def _size_changes(path: Path) -> Path:
+    """MJPEG frames (each a JPEG of its own size): 3 at 64x48, then 3 at 32x24."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mjpeg", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuvj420p"
+        small = av.CodecContext.create("mjpeg", "w")
+        small.width, small.height, small.pix_fmt = W // 2, H // 2, "yuvj420p"
+        small.time_base = v.codec_context.time_base = Fraction(1, FPS)
+        for t in range(6):
+            ctx = v.codec_context if t < 3 else small
+            img = resize_shorter(_content(t), ctx.height)
+            frame = av.VideoFrame.from_ndarray((img * 255).byte().permute(1, 2, 0).numpy(),
+                                               format="rgb24").reformat(format="yuvj420p")
+            frame.pts, frame.time_base = t, Fraction(1, FPS)
+            for packet in (v.encode(frame) if t < 3 else small.encode(frame)):
+                packet.stream = v
+                c.mux(packet)
+        c.mux(v.encode(None))
+    return path
+
+
+def test_frames_that_change_size_are_scaled_to_the_first_frames_size(tmp_path):
+    src = _size_changes(tmp_path / "sizes.mkv")
+    with av.open(str(src)) as c:
+        assert [f.width for f in c.decode(video=0)] == [W] * 3 + [W // 2] * 3
+    res = video.stylize_video(Stylizer(torch.nn.Identity(), device="cpu", compile=False), src,
+                              tmp_path / "out.mp4", progress=False)
+    assert (res.frames, res.width, res.height) == (6, W, H)
+    out = video.read_frames(res.path)[0]
+    expected = torch.stack([_content(t) for t in range(6)])
+    assert psnr(out[:3], expected[:3]) > 28 and psnr(out[3:], expected[3:]) > 22  # upscaled
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line naming the file or parameter, nothing written
 
@@ -271,8 +333,11 @@ BAD_INPUTS = {
     "missing": (lambda d: d / "nope.mp4", ["nope.mp4", "not found"]),
     "not a video": (lambda d: d / "notes.mp4", ["notes.mp4", "cannot read it as a video"]),
     "no video stream": (lambda d: d / "sound.mkv", ["sound.mkv", "no video stream"]),
-    "zero frames": (lambda d: video.write_frames(d / "empty.mkv", torch.zeros(0, 3, H, W)), ["empty.mkv"]),
-    "truncated mp4": (lambda d: _truncated(d / "full.mp4", d / "half.mp4"), ["half.mp4"]),
+    "zero frames": (lambda d: video.write_frames(d / "empty.mkv", torch.zeros(0, 3, H, W)),
+                    ["empty.mkv", "ends before its first frame"]),
+    # the index (moov) is written last: cut off, the file does not open as a video at all
+    "truncated mp4": (lambda d: _truncated(d / "full.mp4", d / "half.mp4"),
+                      ["half.mp4", "cannot read it as a video", "truncated"]),
     "truncated mp4, index first": (lambda d: _truncated(_faststart(d / "fs.mp4"), d / "half.mp4"),
                                    ["half.mp4", "truncated"]),
     "truncated mkv": (lambda d: _truncated(d / "full.mkv", d / "half.mkv"), ["half.mkv", "truncated"]),
@@ -340,6 +405,45 @@ def test_bad_output_paths_and_options_are_refused_before_any_work(tmp_path, clip
         _one_line_error(base + args, capsys, needle)
     _only(outs)
     assert clip.stat().st_size > 0
+
+
+def test_memory_and_style_options_are_refused_before_any_frame_is_stylized(tmp_path, clip, capsys,
+                                                                          monkeypatch):
+    """What needs the model (a batch's memory, the style options) is checked once it is loaded,
+    before a frame is decoded or the network compiled: one line, naming the file or option."""
+    def stylized(*a, **k):
+        raise AssertionError("a frame was stylized before the options were checked")
+
+    monkeypatch.setattr(Stylizer, "__call__", stylized)
+    torch.manual_seed(1)
+    cin = save_checkpoint(tmp_path / "cin.pt", config=tiny(), step=0, model=build_generator(
+        "residual", norm="conditional_instance", n_styles=2, width=0.25))
+    net = AdaINNet("relu3_1", vgg_weights="random")
+    ada = save_checkpoint(tmp_path / "adain.pt", model=net, step=0, config=tiny(
+        "model.arch=adain", "model.norm=none", "model.encoder_weights=random",
+        "loss.content_layers=[relu3_1]", "data.style=[feathers,mosaic]"))
+    style, speck = tmp_path / "style.png", tmp_path / "speck.png"
+    save_image(torch.rand(3, 40, 40), style)
+    save_image(torch.rand(3, 5, 5), speck)
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    out = str(outs / "out.mp4")
+    cases = [
+        ([str(cin), str(clip), out, "--style-index", "2"], ["style index [2] out of range", "2 styles"]),
+        ([str(cin), str(clip), out, "--style-weights", "0.2,0.3,0.5"], ["style weights must be 2 numbers"]),
+        ([str(ada), str(clip), out, "--style", str(style), "--alpha", "1.5"], ["alpha must be in [0, 1]"]),
+        ([str(ada), str(clip), out, "--style", str(style), "--style-weights", "1,2"],
+         ["style_weights must be 1 non-negative"]),
+        ([str(ada), str(clip), out, "--style", str(speck)], ["speck.png", "at least 8 px"]),
+    ]
+    for args, needles in cases:
+        _one_line_error(["video", *args, "--no-progress"], capsys, *needles)
+    # a budget too small for one batch of frames: the file, the frame size and the way out
+    monkeypatch.setenv("REPRO_MEMORY_BUDGET", "1M")
+    _one_line_error(["video", str(cin), str(clip), out, "--style-index", "1", "--batch", "8",
+                     "--no-progress"], capsys, "in.mp4", f"{W}x{H} px frames, 8 a batch", "--size",
+                    "--batch")
+    _only(outs)
 
 
 # ---------------------------------------------------------------------------------------------
