@@ -283,7 +283,8 @@ class ExplorerUI:
             raise ValueError("no trained runs to explore: explore.runs_to_explore() trains smoke ones")
         self.explorer = explorer
         photos, paintings = photo_names(), painting_names()
-        self.uploaded: dict[str, torch.Tensor] = {}
+        # uploads by name, photos and paintings apart (one name may be both)
+        self.uploaded: dict[str, dict[str, torch.Tensor]] = {"photo": {}, "painting": {}}
         self.photo = w.Dropdown(options=photos, value=photo or photos[0], description="photo")
         self.photo_upload = w.FileUpload(accept="image/*", description="upload photo")
         self.run = w.Dropdown(options=[(r.label, i) for i, r in enumerate(explorer.runs)], value=0,
@@ -347,19 +348,20 @@ class ExplorerUI:
         except ValueError as e:
             self.status.value = f"<b>error:</b> {e}"
             return
-        self.uploaded[name] = img
+        self.uploaded[what][name] = img
         box = self.photo if what == "photo" else self.painting
         quiet, self._quiet = self._quiet, True  # one render, after the lists are filled
-        boxes = [box] if what == "photo" else [box, self.painting2]
-        for b in boxes:
-            if name not in b.options:
-                b.options = [*b.options, name]
-        box.value = name
-        self._quiet = quiet
+        try:
+            for b in [box] if what == "photo" else [box, self.painting2]:
+                if name not in b.options:
+                    b.options = [*b.options, name]
+            box.value = name
+        finally:
+            self._quiet = quiet
         self.update()  # also when the same name comes again with new pixels
 
-    def _source(self, name: str):
-        return self.uploaded.get(name, name)
+    def _source(self, name: str, what: str = "painting"):
+        return self.uploaded[what].get(name, name)
 
     @staticmethod
     def _show(widget, image: torch.Tensor) -> None:
@@ -379,7 +381,7 @@ class ExplorerUI:
             kw = dict(painting=self._source(self.painting.value), painting_name=self.painting.value,
                       alpha=self.alpha.value, preserve_color=self.preserve_color.value,
                       painting2=second, mix2=self.mix2.value)
-        photo = self._source(self.photo.value)
+        photo = self._source(self.photo.value, "photo")
         try:
             r = self.explorer.render(info, photo, self.size.value, **kw)
             self._show(self.result, r.image)

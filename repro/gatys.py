@@ -207,7 +207,7 @@ def stylize(content, style, *, steps: int = 200, optimizer: str = "lbfgs",
 
     history: list[dict] = []
     bar = None
-    if progress is not False:  # None: a bar only when stderr is a terminal (tqdm's disable=None)
+    if progress is None or progress:  # None: a bar only when stderr is a terminal (disable=None)
         bar = tqdm(total=steps, desc=f"gatys {optimizer}", disable=None if progress is None else False)
     t0 = time.perf_counter()
     for step in range(steps):

@@ -387,12 +387,15 @@ def check_output_path(path, inputs: Sequence = (), what: str = "output",
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is a file, not a directory")
     # tried rather than os.access: read-only file systems refuse even root, who passes os.access
-    probe = parent / f".{path.name}.{secrets.token_hex(6)}.probe"
+    probe = parent / f".repro-probe-{secrets.token_hex(6)}"  # short: any valid output name fits
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        probe.unlink()
     except OSError as e:
         raise ValueError(f"{what} {path}: the folder {parent} is not writable ({e.strerror})") from None
+    try:
+        probe.unlink()
+    except OSError:
+        pass  # created, so writable; a folder that forbids deleting keeps an empty dot-file
     if path.exists():
         for p in inputs:
             if p is None or not isinstance(p, (str, os.PathLike)):

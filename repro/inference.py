@@ -41,10 +41,14 @@ def check_style_options(model, style=None, *, alpha: float = 1.0, style_weights=
     the wrong length; AdaIN without a style, ``alpha`` outside [0, 1], ``style_weights`` that
     are not one non-negative number per style; a style for a single-style generator."""
     if isinstance(model, AdaINNet):
-        if style is None:
+        if style is None or (isinstance(style, (list, tuple)) and not style):
             raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
-        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0):
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        try:
+            a = None if isinstance(alpha, bool) else float(alpha)  # numpy and 0-d tensors too
+        except (TypeError, ValueError, RuntimeError):
+            a = None
+        if a is None or not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         if style_weights is not None:
             n = len(style) if isinstance(style, (list, tuple)) else 1
             w = torch.as_tensor(style_weights, dtype=torch.float32).flatten()
@@ -69,8 +73,9 @@ def check_style_options(model, style=None, *, alpha: float = 1.0, style_weights=
     s = _as_style(style, "cpu")
     if s.is_floating_point():
         if s.shape[-1] != n_styles:
+            shape = tuple(torch.as_tensor(style).shape)
             raise ValueError(f"style weights must be {n_styles} numbers (one per style of this "
-                             f"network), got {s.shape[-1]}")
+                             f"network), got shape {shape}")
     elif s.numel() and (int(s.min()) < 0 or int(s.max()) >= n_styles):
         raise ValueError(f"style index {s.tolist()} out of range: this network has {n_styles} "
                          f"styles (0..{n_styles - 1})")

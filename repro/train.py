@@ -172,7 +172,9 @@ def _train(cfg: Config, run: Path, device: torch.device, progress, callback) -> 
         save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=cfg, rng=rng)
 
     show = rank == 0 and (cfg.train.progress if progress is None else progress)
-    bar = tqdm(total=cfg.optim.steps, initial=start, desc=cfg.name, dynamic_ncols=True) if show else None
+    # progress None (not asked either way): a bar only when stderr is a terminal, not into logs
+    bar = (tqdm(total=cfg.optim.steps, initial=start, desc=cfg.name, dynamic_ncols=True,
+                disable=None if progress is None else False) if show else None)
     eval_at = set(runs.eval_steps(cfg))
     t_start = time.perf_counter()
     model.train()

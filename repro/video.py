@@ -63,7 +63,8 @@ from tqdm.auto import tqdm
 from repro import budget
 from repro.atomic import atomic_open
 from repro.checkpoint import load_generator
-from repro.images import check_output_path, check_resize_shorter, load_image, match_color, resize_shorter
+from repro.images import (as_image, check_output_path, check_resize_shorter, load_image, match_color,
+                          resize_shorter)
 from repro.inference import Stylizer, _check_adain_size, check_style_options
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -232,20 +233,22 @@ def check_memory(model, info: VideoInfo, shape, batch: int, device="cpu") -> Non
                  "use a smaller --size N (frames' shorter side) or --batch N", device)
 
 
-def preflight(input, output, inputs=(), *, size=None, batch=4, crf=CRF, model=None,
-              device="cpu", style=None, alpha=1.0, style_weights=None,
-              preserve_color=False) -> tuple[VideoInfo, tuple[int, int]]:
-    """Every check before a frame is stylized: options, output path, the input's streams; with
-    ``model`` (a loaded generator) also a batch's memory and the style options."""
+def preflight(input, output, inputs=(), *, size=None, batch=4, crf=CRF) -> tuple[VideoInfo, tuple[int, int]]:
+    """Every check that needs no model: options, output path, the input's streams."""
     check_options(size, batch, crf)
     check_output(output, [input, *inputs])
     info = probe(input)
-    shape = output_shape(info, size)
-    if model is not None:
-        check_memory(model, info, shape, batch, device)
-        check_style_options(model, style, alpha=alpha, style_weights=style_weights,
-                            preserve_color=preserve_color)
-    return info, shape
+    return info, output_shape(info, size)
+
+
+def check_model(stylizer: Stylizer, info: VideoInfo, shape, batch: int, *, style=None,
+                alpha=1.0, style_weights=None, preserve_color=False) -> None:
+    """The checks that need the loaded model, before any frame is decoded: the style options,
+    and a batch's memory (a tiled Stylizer checks each tile's at every call instead)."""
+    check_style_options(stylizer.model, style, alpha=alpha, style_weights=style_weights,
+                        preserve_color=preserve_color)
+    if not stylizer.tile:
+        check_memory(stylizer.model, info, shape, batch, stylizer.device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +322,9 @@ def _load_styles(stylizer: Stylizer, style, style_size):
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     out = []
     for s in styles:
-        name, s = (str(s), load_image(s)) if isinstance(s, (str, Path)) else ("style", s)
+        name, s = (str(s), load_image(s)) if isinstance(s, (str, Path)) else ("style", as_image(s, "style"))
+        if s.dim() != 3:
+            raise ValueError(f"{name}: each AdaIN style is one (3, H, W) image, got {tuple(s.shape)}")
         if style_size is not None:
             check_resize_shorter(s.shape, style_size, name)
             s = resize_shorter(s, style_size)
@@ -388,16 +393,15 @@ def stylize_video(model, input, output, *, size: int | None = None, batch: int =
     stamps, even sides and failures.
     """
     t0 = time.perf_counter()
-    preflight(input, output, size=size, batch=batch, crf=crf)  # before the model is loaded
+    info, shape = preflight(input, output, size=size, batch=batch, crf=crf)  # before the model loads
     if isinstance(model, Stylizer):
         stylizer = model
     else:
         if not isinstance(model, torch.nn.Module):
             model = load_generator(model, device=device or "cpu")
         stylizer = Stylizer(model, device=device, precision=precision, compile=compile)
-    info, shape = preflight(input, output, size=size, batch=batch, crf=crf, model=stylizer.model,
-                            device=stylizer.device, style=style, alpha=alpha,
-                            style_weights=style_weights, preserve_color=preserve_color)
+    check_model(stylizer, info, shape, batch, style=style, alpha=alpha, style_weights=style_weights,
+                preserve_color=preserve_color)
     batches = _Batches(stylizer, batch, size, shape, _load_styles(stylizer, style, style_size),
                        stylizer.arbitrary and preserve_color, alpha=alpha, style_weights=style_weights)
     fmt = CONTAINERS[Path(output).suffix.lower()]

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -187,3 +188,19 @@ def test_cli_stylize_adain_and_its_errors(tmp_path, data_ready):
         r = _cli("stylize", str(ckpt), content, str(tmp_path / "x.png"), *args)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert not (tmp_path / "x.png").exists()
+
+
+def test_style_options_are_checked_before_any_pixel_with_any_number_type():
+    from repro.inference import check_style_options
+
+    net = AdaINNet("relu3_1", vgg_weights="random")
+    for alpha in (0.5, 1, np.float32(0.25), torch.tensor(0.75)):
+        check_style_options(net, "x.png", alpha=alpha)  # numbers of every kind pass
+    for alpha in (1.5, -0.1, float("nan"), "half", True, torch.ones(2)):
+        with pytest.raises(ValueError, match="alpha must be a number in"):
+            check_style_options(net, "x.png", alpha=alpha)
+    for style in (None, []):
+        with pytest.raises(ValueError, match="needs style="):
+            check_style_options(net, style)
+    with pytest.raises(ValueError, match="2 non-negative numbers"):
+        check_style_options(net, ["a.png", "b.png"], style_weights=[1.0])

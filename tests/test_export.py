@@ -23,6 +23,7 @@ from repro.checkpoint import save_checkpoint
 from repro.cli import main
 from repro.inference import stylize
 from repro.models import build_generator
+from tiny import unwritable_folder
 
 TOL = 1e-4
 SLOW = pytest.mark.slow
@@ -231,11 +232,7 @@ def test_cli_refuses_bad_input_before_any_work(tmp_path, capsys, no_export):
     noisy = build_generator("multiscale", n_scales=2, width=0.25, noise_channels=1)
     noisy_ckpt = save_checkpoint(tmp_path / "noisy.pt", model=noisy, step=1, config={})
     assert "noise_channels=1" in _one_line_error(capsys, noisy_ckpt, tmp_path / "n.onnx")
-    if os.geteuid() == 0:  # root writes into any mode; sysfs refuses new files even to root
-        ro = Path("/sys")
-    else:
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o555)
+    ro = unwritable_folder(tmp_path)
     assert f"the folder {ro} is not writable" in _one_line_error(capsys, ckpt, ro / "a.onnx")
     assert sorted(p.name for p in tmp_path.rglob("*.onnx")) == ["weird.onnx"]
 

@@ -21,7 +21,7 @@ from repro.images import load_image, match_color, resize_shorter, save_image
 from repro.inference import Stylizer, stylize
 from repro.models import AdaINNet, build_generator
 from tiny import cli as _cli
-from tiny import tiny
+from tiny import tiny, unwritable_folder
 
 T, H, W, FPS = 12, 48, 64, 24
 
@@ -200,6 +200,18 @@ def test_adain_model_with_style_alpha_and_preserved_colours(tmp_path, clip, caps
                      "--style-index", "1"], capsys, "--style-index")
 
 
+def test_adain_styles_of_any_image_type_are_read_once_and_checked():
+    from PIL import Image
+
+    st = Stylizer(AdaINNet("relu3_1", vgg_weights="random").eval(), device="cpu", compile=False)
+    arr = (np.random.default_rng(0).random((40, 36, 3)) * 255).astype(np.uint8)  # HWC, as numpy has it
+    out = video._load_styles(st, [arr, Image.fromarray(arr)], None)
+    assert [tuple(s.shape) for s in out] == [(3, 40, 36)] * 2 and torch.equal(out[0], out[1])
+    assert tuple(video._load_styles(st, arr, 20)[0].shape) == (3, 22, 20)
+    with pytest.raises(ValueError, match="at least 8 px"):
+        video._load_styles(st, np.zeros((5, 5, 3), np.uint8), None)
+
+
 def test_rotation_and_colour_tags_are_kept_and_colours_survive(tmp_path):
     """A BT.709 full-range phone-style clip (display rotation 90) through the identity: the
     output keeps the rotation and the colour matrix, and its pixels the input's colours."""
@@ -235,13 +247,13 @@ def test_the_compiled_default_gives_the_eager_frames(tmp_path, clip, model_file)
 
 
 def _two_tracks(path: Path) -> Path:
-    """A clip of T frames (0.5 s) and a second, smaller video track of 3 frames at 1 fps (3 s):
-    the container's duration is the second track's."""
+    """A small video track of 3 frames at 1 fps (3 s) first, then the clip of T frames (0.5 s):
+    stream 0 is not the main one, and the container's duration is the small track's."""
     with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v2 = c.add_stream("libx264", rate=1)
         v2.width, v2.height, v2.pix_fmt = 32, 24, "yuv420p"
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         for t in range(T):
             img = (_content(t) * 255).byte().permute(1, 2, 0).numpy()
             c.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
@@ -256,10 +268,11 @@ def _two_tracks(path: Path) -> Path:
 def test_a_longer_stream_that_is_not_written_is_not_truncation(tmp_path):
     src = _two_tracks(tmp_path / "two.mkv")
     with av.open(str(src)) as c:
-        assert c.duration / av.time_base > 2.5  # the second track's length, not the clip's 0.5 s
+        assert c.duration / av.time_base > 2.5  # the small track's length, not the clip's 0.5 s
+        assert c.streams.video[0].width == 32  # stream 0 is the small track
     res = video.stylize_video(Stylizer(torch.nn.Identity(), device="cpu", compile=False), src,
                               tmp_path / "out.mkv", progress=False)
-    assert (res.frames, res.width, res.height) == (T, W, H)  # the main track, not the second
+    assert (res.frames, res.width, res.height) == (T, W, H)  # the main track, not stream 0
     assert psnr(video.read_frames(res.path)[0], video.read_frames(src)[0]) > 35
 
 
@@ -386,11 +399,7 @@ def test_bad_output_paths_and_options_are_refused_before_any_work(tmp_path, clip
     base = ["video", str(model_file), str(clip)]
     outs = tmp_path / "outs"
     outs.mkdir()
-    if os.geteuid() == 0:  # root writes into any mode; sysfs refuses new files even to root
-        unwritable = Path("/sys")
-    else:
-        unwritable = tmp_path / "ro"
-        unwritable.mkdir(mode=0o500)
+    unwritable = unwritable_folder(tmp_path)
     cases = [
         ([str(clip)], "is the input"),
         ([str(outs)], "is a directory"),
@@ -431,7 +440,7 @@ def test_memory_and_style_options_are_refused_before_any_frame_is_stylized(tmp_p
     cases = [
         ([str(cin), str(clip), out, "--style-index", "2"], ["style index [2] out of range", "2 styles"]),
         ([str(cin), str(clip), out, "--style-weights", "0.2,0.3,0.5"], ["style weights must be 2 numbers"]),
-        ([str(ada), str(clip), out, "--style", str(style), "--alpha", "1.5"], ["alpha must be in [0, 1]"]),
+        ([str(ada), str(clip), out, "--style", str(style), "--alpha", "1.5"], ["alpha must be a number in [0, 1]"]),
         ([str(ada), str(clip), out, "--style", str(style), "--style-weights", "1,2"],
          ["style_weights must be 1 non-negative"]),
         ([str(ada), str(clip), out, "--style", str(speck)], ["speck.png", "at least 8 px"]),

@@ -1,4 +1,4 @@
-"""Helpers the trainer's tests share: a run of a few steps, and the CLI in a subprocess."""
+"""Helpers the tests share: a run of a few steps, the CLI in a subprocess, an unwritable folder."""
 import os
 import subprocess
 import sys
@@ -18,3 +18,22 @@ def cli(*args, env=None, **kw):
     """``python -m repro ARGS`` in a fresh process (stdout and stderr captured)."""
     return subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, **kw)
+
+
+def unwritable_folder(tmp_path):
+    """A folder where no file can be created: a read-only one, or for root (who writes into
+    any mode) sysfs, which refuses new files even to root; skips where there is none."""
+    import pytest
+    from pathlib import Path
+
+    if os.geteuid() != 0:
+        ro = Path(tmp_path) / "ro"
+        ro.mkdir(mode=0o500)
+        return ro
+    sys_dir = Path("/sys")
+    try:
+        os.close(os.open(sys_dir / ".repro-writable-test", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return sys_dir  # refused: what the tests need
+    os.unlink(sys_dir / ".repro-writable-test")
+    pytest.skip("running as root with a writable /sys: no unwritable folder to test with")
