@@ -221,7 +221,7 @@ DRY_TRAIN = {  # merged into train_defaults and into every arch_defaults entry
     "train": {"eval_every": 2, "checkpoint_every": 2, "compile": False, "device": "cpu"},
 }
 DRY_NOTEBOOK = {"size": 48, "sizes": [48, 64], "steps": 2, "gatys_steps": 2, "n_heldout": 2,
-                "window": 2}
+                "window": 2, "n_photos": 1, "time_sizes": [48, 64], "time_steps": 1, "time_repeats": 1}
 """Notebook parameters that set a cost, and their dry-run values (others are kept as they are)."""
 RANDOM_STAND_IN = "random"
 WEIGHT_KEYS = (("loss", "vgg_weights"), ("model", "encoder_weights"))
@@ -284,16 +284,18 @@ def _dry_run(doc: dict, base: str) -> dict:
     notebooks = {}
     for name, params in (doc.get("notebooks") or {}).items():
         params = {k: (DRY_NOTEBOOK[k] if k in DRY_NOTEBOOK else v) for k, v in params.items()}
-        if "train_overrides" in params:  # the dry run's sizes and steps win; no download
+        # train_overrides, and another figure's (cin_overrides): the dry run's sizes and steps
+        # win; no download
+        for okey in [k for k in params if k.endswith("overrides")]:
             kept = []
-            for o in params["train_overrides"]:
+            for o in params[okey]:
                 key, value = _override_parts(o)
                 if key in cost_keys:
                     continue
                 if _names_weights(key):
                     o = f"{key}={_stand_in(value)}"
                 kept.append(o)
-            params["train_overrides"] = kept
+            params[okey] = kept
         notebooks[name] = params
     doc["notebooks"] = notebooks
     doc["figures"] = {"dir": f"build/figures/dry-run/{Path(base).stem}", "readme": False,

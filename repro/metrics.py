@@ -1,4 +1,5 @@
-"""Pure measurements the figures report: relative gaps, elasticities, border artifacts.
+"""Pure measurements the figures report: relative gaps, elasticities, border artifacts,
+the optimization iterations a result is worth, style identifiability.
 
 Each takes numbers or images and returns numbers; the record a figure writes with them is
 ``repro.figures.FigureRecord``.
@@ -57,3 +58,39 @@ def border_artifacts(img: torch.Tensor, band: int = 8) -> dict[str, float]:
         "right": ratio(across_cols[:, -band:], across_rows[:, -band:]),
     }
     return {**sides, "score": sum(sides.values()) / 4}
+
+
+def iterations_worth(style_curve, content_curve, style: float, content: float | None = None) -> int | None:
+    """How many optimization iterations a result is worth: the first k whose style loss
+    ``style_curve[k]`` is at or below ``style`` while ``content_curve[k]`` is at or below
+    ``content`` (None: style alone); None when the curve never gets there. Index 0 is the
+    starting image (Gatys et al. from the photo)."""
+    if len(style_curve) != len(content_curve):
+        raise ValueError(f"curves of {len(style_curve)} and {len(content_curve)} points")
+    for k, (s, c) in enumerate(zip(style_curve, content_curve)):
+        if s <= style and (content is None or c <= content):
+            return k
+    return None
+
+
+def identifiability(raw, own) -> dict:
+    """Whether stylizations are recognisably their own style. ``raw[i][j]``: the style loss of
+    the output made for style i scored against style j; ``own[j]``: the content photos' own loss
+    against style j, which divides column j (paintings' losses differ in scale).
+
+    Returns the relative matrix, whether every row's minimum lies on the diagonal (relative and
+    raw) and the margin: the smallest ratio, over rows, of the nearest other style's relative
+    loss to the row's own (above 1: every row is closest to its own style)."""
+    raw = torch.as_tensor(raw, dtype=torch.float64)
+    own = torch.as_tensor(own, dtype=torch.float64)
+    n = raw.shape[0]
+    if raw.dim() != 2 or raw.shape != (n, n) or own.shape != (n,) or n < 2:
+        raise ValueError(f"need an S x S matrix (S >= 2) and S photo losses, got {tuple(raw.shape)} "
+                         f"and {tuple(own.shape)}")
+    rel = raw / own[None, :]
+    diag = torch.arange(n)
+    off = rel.masked_fill(torch.eye(n, dtype=torch.bool), float("inf"))
+    return {"relative": rel.tolist(), "raw": raw.tolist(),
+            "diagonal_min_relative": bool((rel.argmin(1) == diag).all()),
+            "diagonal_min_raw": bool((raw.argmin(1) == diag).all()),
+            "margin": float((off.min(1).values / rel.diagonal()).min())}

@@ -27,6 +27,9 @@ def test_dry_run_profile_shrinks_every_cost_and_stands_in_random_vgg_for_the_dow
     # a notebook's own training overrides cannot undo the shrink
     cin = dry["notebooks"]["cin_multistyle"]
     assert real["notebooks"]["cin_multistyle"]["train_overrides"] and cin["train_overrides"] == []
+    # nor another figure's, which a notebook passes on to reuse its run (in_quality_time's CIN)
+    assert real["notebooks"]["in_quality_time"]["cin_overrides"]
+    assert dry["notebooks"]["in_quality_time"]["cin_overrides"] == []
     assert dry["notebooks"]["in_fig6_resolution"]["sizes"] == config.DRY_NOTEBOOK["sizes"]
     assert dry["notebooks"]["in_fig1_gatys"]["steps"] == config.DRY_NOTEBOOK["steps"]
     # local weights need no stand-in; a dry run is named as one

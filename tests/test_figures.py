@@ -218,3 +218,33 @@ def test_save_figure_writes_palette_png_and_indexed_pdf_panels_byte_stably(tmp_p
     np.testing.assert_array_equal(fig.axes[0].get_images()[0].get_array(), original)
     again = plots.save_figure(fig, "g", tmp_path, dpi=80)
     assert again["png"].read_bytes() == png and again["pdf"].read_bytes() == pdf
+
+
+def test_iterations_worth_is_the_first_iteration_at_or_below_both_losses():
+    style = [10.0, 6.0, 4.0, 3.0, 2.0]
+    content = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert metrics.iterations_worth(style, content, 4.0) == 2              # style alone
+    assert metrics.iterations_worth(style, content, 4.0, content=5.0) == 2
+    # content worse than the method's at the style crossing: a later iterate never helps here
+    assert metrics.iterations_worth(style, content, 4.0, content=1.5) is None
+    assert metrics.iterations_worth(style, content, 1.0) is None            # never reached
+    assert metrics.iterations_worth(style, content, 10.0) == 0              # the start already
+    with pytest.raises(ValueError, match="curves"):
+        metrics.iterations_worth(style, content[:-1], 4.0)
+
+
+def test_identifiability_divides_by_the_photos_loss_and_finds_the_margin():
+    # style 1's losses are 10x larger for everything: raw, row 0 looks closest to style 0 and
+    # row 1 too; relative to the photos' own losses each row is closest to its own style
+    raw = [[1.0, 8.0], [3.0, 4.0]]
+    own = [10.0, 100.0]
+    r = metrics.identifiability(raw, own)
+    assert np.allclose(r["relative"], [[0.1, 0.08], [0.3, 0.04]])
+    assert not r["diagonal_min_relative"]  # row 0: 0.08 (style 1) < 0.1 (its own)
+    assert not r["diagonal_min_raw"]
+    r = metrics.identifiability([[1.0, 20.0], [3.0, 4.0]], own)
+    assert r["diagonal_min_relative"] and not r["diagonal_min_raw"]
+    # margins: row 0 0.2 / 0.1 = 2, row 1 0.3 / 0.04 = 7.5 -> the worst row, 2
+    assert r["margin"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="S x S"):
+        metrics.identifiability([[1.0, 2.0]], own)

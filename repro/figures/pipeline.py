@@ -57,8 +57,8 @@ def figure_sources() -> list[Path]:
     return [p for p in notebook_sources() if p.stem not in NOT_FIGURES]
 
 
-# short names of the notebooks that are not a paper's numbered figure (make adain, make cin)
-ALIASES = {"adain": "adain_arbitrary", "cin": "cin_multistyle"}
+# short names of the notebooks that are not a paper's numbered figure (make adain, cin, quality)
+ALIASES = {"adain": "adain_arbitrary", "cin": "cin_multistyle", "quality": "in_quality_time"}
 
 
 def resolve_figure(name: str, notebooks: list[Path] | None = None) -> list[Path]:
