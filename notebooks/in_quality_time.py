@@ -263,6 +263,8 @@ for c, style in enumerate(styles):
                 ax.plot([seconds[m][size]], [f], "o", color=col, ms=5)
         ax.set_yscale("log")
         ax.set_xscale("log" if row == 1 else "symlog", **({} if row == 1 else {"linthresh": 1}))
+        if row == 0:
+            ax.set_xlim(left=0)   # symlog would otherwise show an empty negative range
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_title(f"{style.replace('_', ' ')}", fontsize=9)
@@ -279,7 +281,8 @@ for k, m in enumerate((IN, CIN, ADAIN)):
         for j in range(cols):
             ax.text(j, i, f"{rel[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="w" if i != j else "orange")
-    short = [s.split("_")[0][:8] for s in styles]
+    # "the_scream" -> "scream", "delaunay_portrait_de_metzinger" -> "delaunay"
+    short = [max(s.split("_")[:2], key=len)[:8] for s in styles]
     ax.set_xticks(range(cols), short, fontsize=7, rotation=30)
     ax.set_yticks(range(cols), short, fontsize=7)
     ax.set_xlabel("scored against")

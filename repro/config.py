@@ -59,6 +59,8 @@ class DataConfig:
     transform_checkpoint: str = ""    # the generator used by transform="stylize"
     test_images: list[str] = field(default_factory=lambda: ["karya", "tubingen", "golden_gate", "kitten"])
     test_size: int = 256              # held-out evaluation at this shorter side
+    self_style: float = 0.0           # adain only: fraction of each batch styled by its own photo
+                                      # (t = f(c), the alpha = 0 target; not in the paper)
 
 
 @dataclass
@@ -114,7 +116,8 @@ class Config:
 VOLATILE_KEYS = {"train.progress"}
 # Keys only one architecture reads: hashed only for runs of that architecture, so adding an
 # option for one architecture keeps every other run's directory (and its cache) unchanged.
-ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adain"}
+ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adain",
+                  "data.self_style": "adain"}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -471,6 +474,10 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         if d[section][name] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {d[section][name]!r}")
+    if not 0.0 <= cfg.data.self_style <= 1.0:
+        raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
+    if cfg.data.self_style and cfg.model.arch != "adain":
+        raise ConfigError("data.self_style is for arch=adain (a photo as its own style)")
     if cfg.data.image_size > cfg.data.content_size:
         raise ConfigError(f"data.image_size ({cfg.data.image_size}) must not exceed "
                           f"data.content_size ({cfg.data.content_size}): crops come from the resized photos")

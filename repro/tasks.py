@@ -204,6 +204,11 @@ class ArbitraryStyle(Task):
     def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
         batch = super().sample(batch_size, g, memory_format)  # the photos first, then the paintings
         batch["s"] = self.paintings.sample(batch_size, g).to(self.device, memory_format=memory_format)
+        # the first round(self_style * N) photos are their own style: t = AdaIN(f(c), f(c)) = f(c),
+        # the alpha = 0 target, which the paintings alone never show the decoder
+        k = round(self.cfg.data.self_style * batch_size)
+        if k:
+            batch["s"] = torch.cat([batch["x"][:k], batch["s"][k:]])
         return batch
 
     def loss(self, model, batch: dict) -> dict:

@@ -1,5 +1,6 @@
 """AdaIN encoder-decoder (Huang & Belongie 2017): architecture, eq. 8-9/14, training with the
 trainer, checkpoints, arbitrary-style inference, colour preservation, the CLI."""
+import math
 import os
 import subprocess
 import sys
@@ -126,6 +127,40 @@ def test_adain_config_is_checked():
         config_mod.load_config("smoke", ADAIN + ["model.encoder_weights=vgg"])
 
 
+def test_self_style_is_checked_and_keyed_for_adain_only():
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(config_mod.ConfigError, match=r"data.self_style: must be in \[0, 1\]"):
+            config_mod.load_config("smoke", ADAIN + [f"data.self_style={bad}"])
+    with pytest.raises(config_mod.ConfigError, match="data.self_style is for arch=adain"):
+        config_mod.load_config("smoke", ["data.self_style=0.5"])
+    # an AdaIN run's directory depends on it; a generator run's does not see the key at all
+    a = [config_mod.load_config("smoke", ADAIN + [f"data.self_style={v}"]) for v in (0.0, 0.5)]
+    assert runs.config_hash(a[0]) != runs.config_hash(a[1])
+    g = config_mod.load_config("smoke")
+    d = config_mod.to_dict(g)
+    del d["data"]["self_style"]
+    assert runs.config_hash(g) == runs.config_hash(d)
+
+
+def test_self_style_batches_carry_their_own_photos_as_style(data_ready):
+    from repro import tasks
+
+    base = ADAIN + ["data.image_size=32", "data.n_train=3"]
+    plain = tasks.make_task(config_mod.load_config("smoke", base), "cpu")
+    mixed = tasks.make_task(config_mod.load_config("smoke", base + ["data.self_style=0.5"]), "cpu")
+    b0 = plain.sample(4, torch.Generator().manual_seed(3))
+    b1 = mixed.sample(4, torch.Generator().manual_seed(3))
+    assert torch.equal(b0["x"], b1["x"])
+    # round(0.5 * 4) = 2 photos are their own style; the other two keep their paintings
+    assert torch.equal(b1["s"][:2], b1["x"][:2]) and torch.equal(b1["s"][2:], b0["s"][2:])
+    assert not torch.equal(b0["s"][:2], b0["x"][:2])
+    # their target is the photo's own features: t = AdaIN(f(c), f(c)) = f(c)
+    net = AdaINNet("relu3_1", vgg_weights="random")
+    x = b1["x"][:1]
+    _, t = net(x, x, return_target=True)
+    assert torch.allclose(t, net.encode(x), atol=1e-4)
+
+
 def test_stylize_with_unseen_style_alpha_and_colour_preservation(net, data_ready):
     from repro import data
 
@@ -204,3 +239,22 @@ def test_style_options_are_checked_before_any_pixel_with_any_number_type():
             check_style_options(net, style)
     with pytest.raises(ValueError, match="2 non-negative numbers"):
         check_style_options(net, ["a.png", "b.png"], style_weights=[1.0])
+
+
+def test_reconstruction_study_inverts_and_writes_every_number(tmp_path, data_ready):
+    import json
+
+    from bench.adain_reconstruction import invert, main
+
+    net = AdaINNet("relu3_1", vgg_weights="random")
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    err = lambda y: float(((net.encode(y) - net.encode(x)) ** 2).mean())
+    assert err(invert(net, x, steps=30)) < 0.5 * err(torch.full_like(x, 0.5))
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    (out,) = tmp_path.glob("adain-reconstruction-*.json")
+    res = json.loads(out.read_text())
+    assert res["profile"] == "smoke" and res["steps"] == 2
+    keys = [k for k in res if k.startswith(("target", "decoder"))]
+    assert len(keys) == 4
+    for k in keys:
+        assert math.isfinite(res[k]["psnr_db"]) and len(res[k]["mean_rgb_shift"]) == 3
