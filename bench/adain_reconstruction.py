@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                           (f"decoder: content + style x{sw:g}", sw, False),
                           ("decoder: content loss only, measured by the encoder", 0.0, True)):
         dec = train_decoder(cfg, steps, w, encoder_loss=enc)
-        res[label] = _score(lambda x, d=dec: d.decoder(d.encode(x)), photos)
+        res[label] = _score(lambda x, dec=dec: dec.decoder(dec.encode(x)), photos)
         print(f"{label}: {res[label]['psnr_db']:.2f} dB", flush=True)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"target (image optimization, {inv_steps} steps): {res['target: image optimization']['psnr_db']:.2f} dB")
