@@ -6,7 +6,8 @@ photo back (AdaIN eq. 14). This study separates the target from the training:
 - **target**: f(c) inverted by gradient descent on the image (Adam from mid-grey), the best a
   decoder could do against this content target;
 - **decoder, content loss only**: the AdaIN decoder trained from scratch to invert f(c) of the
-  training crops, nothing else;
+  training crops, nothing else; once with a zero-padded loss network (the trainer before issue
+  17's fix) and once with the profile's (``loss.vgg_padding``: the encoder's reflection);
 - **decoder, content + style**: the same, plus the profile's mean/std style term at its style
   weight, measured against the photo's own statistics (a target consistent with the content's).
 
@@ -18,6 +19,7 @@ AdaIN run); ``--quick``: the smoke profile, a few steps (the tests run it). Resu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -29,7 +31,6 @@ from bench.run import RESULTS, machine_info, machine_slug
 from repro import data, experiments, images, tasks
 from repro.atomic import atomic_write_json
 from repro.models import AdaINNet
-from repro.vgg import LossNetwork
 
 
 def _score(make, photos) -> dict:
@@ -57,18 +58,16 @@ def invert(net: AdaINNet, x: torch.Tensor, steps: int, lr: float = 0.02) -> torc
 
 
 def train_decoder(cfg, steps: int, style_weight: float, seed: int = 0, *,
-                  encoder_loss: bool = False) -> AdaINNet:
+                  padding: str | None = None) -> AdaINNet:
     """The AdaIN decoder trained to invert f(c) of the profile's training crops; with
     ``style_weight`` > 0 the profile's style term joins, against each crop's own statistics.
-    The loss network is the trainer's (``tasks.build_loss``: VGG with zero padding), or with
-    ``encoder_loss`` the encoder itself (reflection padding, the space t lives in)."""
+    The loss network is the trainer's (``tasks.build_loss``, ``loss.vgg_padding``), or with
+    ``padding`` the same network with that border."""
     torch.manual_seed(seed)
     net = AdaINNet(cfg.model.encoder_layer, vgg_weights=cfg.model.encoder_weights)
+    if padding is not None:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, vgg_padding=padding))
     loss = tasks.build_loss(cfg)
-    if encoder_loss:
-        layers = list(dict.fromkeys(cfg.loss.content_layers + cfg.loss.style_layers))
-        loss.loss_network = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights,
-                                        padding="reflect")
     photos = tasks.training_photos(cfg)
     opt = torch.optim.Adam(net.decoder.parameters(), lr=cfg.optim.lr)
     g = torch.Generator().manual_seed(seed)
@@ -109,10 +108,11 @@ def main(argv=None) -> int:
            "invert_steps": inv_steps, "photos": n, "style_weight": sw, "lr": cfg.optim.lr}
     t0 = time.perf_counter()
     res["target: image optimization"] = _score(lambda x: invert(net, x, inv_steps), photos)
-    for label, w, enc in (("decoder: content loss only", 0.0, False),
-                          (f"decoder: content + style x{sw:g}", sw, False),
-                          ("decoder: content loss only, measured by the encoder", 0.0, True)):
-        dec = train_decoder(cfg, steps, w, encoder_loss=enc)
+    pad = cfg.loss.vgg_padding
+    for label, w, padding in (("decoder: content loss only, zero-padded loss network", 0.0, "zero"),
+                              (f"decoder: content loss only ({pad} padding, the trainer's)", 0.0, None),
+                              (f"decoder: content + style x{sw:g} ({pad} padding)", sw, None)):
+        dec = train_decoder(cfg, steps, w, padding=padding)
         res[label] = _score(lambda x, dec=dec: dec.decoder(dec.encode(x)), photos)
         print(f"{label}: {res[label]['psnr_db']:.2f} dB", flush=True)
     res["seconds"] = round(time.perf_counter() - t0, 1)

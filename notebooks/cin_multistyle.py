@@ -49,7 +49,10 @@ for k, style in enumerate(styles):
     ratio = multi["style"] / one["style"]
     rec.numbers[style] = {"cin_style": multi["style"], "cin_content": multi["content"],
                           "single_style": one["style"], "single_content": one["content"],
-                          "content_image_style": one["content_image_style"], "ratio": ratio}
+                          "content_image_style": one["content_image_style"], "ratio": ratio,
+                          # the fine periodic hatch (issue 18), dB over the photos' spectrum
+                          "cin_periodic_excess_db": experiments.periodic_artifacts(run, heldout, size, style=k)["excess_db"],
+                          "single_periodic_excess_db": experiments.periodic_artifacts(single, heldout, size)["excess_db"]}
     rec.claim(f"{style}: the {len(styles)}-style network's held-out style loss is close to the single-style network's",
               f"{multi['style']:.3g} vs {one['style']:.3g} (x{ratio:.2f}, bound {close_bound}); "
               f"content photo {one['content_image_style']:.3g}",
@@ -73,9 +76,11 @@ for k, style in enumerate(styles):
     s = images.load_image(data.style_path(style), size=size)
     outs = [stylize(model, images.load_image(data.content_path(p), size=size), style=k) for p in photos]
     rows.append([crop(s)] + [crop(o) for o in outs])
-    titles.append([f"{style.replace('_', ' ')[:24]} (index {k})"] + [f"{p}: x{rec.numbers[style]['ratio']:.2f}"
-                                                                     " of single-style" if i == 0 else p
-                                                                     for i, p in enumerate(photos)])
+    n = rec.numbers[style]
+    titles.append([f"{style.replace('_', ' ')[:24]} (index {k})"]
+                  + [f"{p}: x{n['ratio']:.2f} of single-style" if i == 0
+                     else f"{p}: hatch {n['cin_periodic_excess_db']:+.1f} dB" if i == 1 else p
+                     for i, p in enumerate(photos)])
 x = images.load_image(data.content_path(mix_photo), size=size)
 mix_row = []
 for w in mix_weights:

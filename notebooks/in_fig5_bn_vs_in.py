@@ -39,6 +39,8 @@ for arch in archs:
         size = cfg["data"]["test_size"]
         trained[arch, norm] = run
         results[arch, norm] = experiments.heldout_losses(run, heldout, size)
+        # the fine periodic hatch (issue 18): spectral peak at 2-4 px periods over the photos'
+        results[arch, norm]["periodic_excess_db"] = experiments.periodic_artifacts(run, heldout, size)["excess_db"]
         if norm == "batch":
             results[arch, "batch/train-mode"] = experiments.heldout_losses(run, heldout, size, bn_mode="train")
 rec.params["train_config"] = cfg
@@ -56,7 +58,8 @@ if profile == "cpu":
 for arch in archs:
     bn, inn = results[arch, "batch"]["style"], results[arch, "instance"]["style"]
     gap = metrics.relative_gap(bn, inn)
-    rec.numbers[arch] = {k[1]: {"style": v["style"], "content": v["content"]} for k, v in results.items() if k[0] == arch}
+    rec.numbers[arch] = {k[1]: {key: v[key] for key in ("style", "content", "periodic_excess_db") if key in v}
+                         for k, v in results.items() if k[0] == arch}
     rec.numbers[arch]["style_gap_in_vs_bn"] = gap
     rec.claim(f"{arch} generator: IN reaches a lower held-out style loss than BN",
               f"style loss on {len(heldout)} held-out photos: BN {bn:.3g} (eval mode; "
@@ -76,7 +79,8 @@ for norm in ("batch", "instance"):
         outs = [images.center_crop(o, min(o.shape[-2:])) for o in outs]
         row.append(torch.cat(outs, dim=2))
     cells.append(row)
-titles = [[f"{a}, {n}: style {results[a, n]['style']:.3g}" for a in archs] for n in ("batch", "instance")]
+titles = [[f"{a}, {n}: style {results[a, n]['style']:.3g}, hatch {results[a, n]['periodic_excess_db']:+.1f} dB"
+           for a in archs] for n in ("batch", "instance")]
 fig = plots.image_grid(cells, titles=titles, row_labels=["BN", "IN"], cell=4.0)
 plots.save_figure(fig, "in_fig5_bn_vs_in", rec.out_dir)
 rec.save()

@@ -40,6 +40,8 @@ def model_kwargs(model_cfg) -> dict:
         kw["noise_channels"] = m["noise_channels"]
     if m["norm"] == "conditional_instance":
         kw["n_styles"] = m["n_styles"]
+    if m.get("equalized_output"):
+        kw["equalized_output"] = True
     return kw
 
 

@@ -25,7 +25,7 @@ from repro.models import ARCHS, OUTPUTS, PADDINGS
 from repro.models.residual import UPSAMPLES
 from repro.norms import NORM_KINDS
 from repro.precision import PRECISIONS
-from repro.vgg import POOLS, VGG_ARCHS, WEIGHTS
+from repro.vgg import PADDINGS as VGG_PADDINGS, POOLS, VGG_ARCHS, WEIGHTS
 
 
 class ConfigError(ValueError):
@@ -39,10 +39,11 @@ class ModelConfig:
     norm: str = "instance"            # "instance" | "batch" | "none" | "conditional_instance"
     padding: str = "reflect"          # "zero" | "reflect" | "replicate"
     width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
-    upsample: str = "nearest"         # residual only: "nearest" (+conv) | "transposed"
+    upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed"
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
     output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
+    equalized_output: bool = False    # residual/multiscale: the output conv at 1/sqrt(fan_in) (issue 18)
     encoder_layer: str = "relu3_1"    # adain only: the VGG-19 bottleneck (paper: relu4_1)
     encoder_weights: str = "auto"     # adain only: LossNetwork weights of the frozen encoder
 
@@ -75,6 +76,7 @@ class LossConfig:
     vgg_arch: str = "vgg19"
     vgg_weights: str = "auto"         # "auto" | "normalised" | "imagenet" | "random"
     vgg_pool: str = "max"             # "max" (VGG) | "avg" (Gatys et al.'s suggestion)
+    vgg_padding: str = "zero"         # "zero" (VGG) | "reflect" (AdaIN's encoder, its loss network)
 
 
 @dataclass
@@ -118,6 +120,9 @@ VOLATILE_KEYS = {"train.progress"}
 # option for one architecture keeps every other run's directory (and its cache) unchanged.
 ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adain",
                   "data.self_style": "adain"}
+# Keys added after runs existed, with the value every earlier run had: hashed only when set to
+# something else, so the runs that never set them keep their directories.
+HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -453,6 +458,7 @@ _CHOICES = {  # each vocabulary is owned by the module that implements it
     "loss.vgg_weights": WEIGHTS,
     "model.encoder_weights": WEIGHTS,
     "loss.vgg_pool": POOLS,
+    "loss.vgg_padding": VGG_PADDINGS,
     "train.precision": PRECISIONS,
 }
 
@@ -476,6 +482,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be >= 0, got {d[section][name]!r}")
     if not 0.0 <= cfg.data.self_style <= 1.0:
         raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
+    if cfg.model.equalized_output and cfg.model.arch == "adain":
+        raise ConfigError("model.equalized_output is for the residual and multiscale generators, "
+                          "not arch=adain (its decoder is the paper's)")
     if cfg.data.self_style and cfg.model.arch != "adain":
         raise ConfigError("data.self_style is for arch=adain (a photo as its own style)")
     if cfg.data.image_size > cfg.data.content_size:

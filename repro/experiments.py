@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from repro import config as config_mod
-from repro import images, precision, runs, tasks
+from repro import images, metrics, precision, runs, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 from repro.losses import PerceptualLoss
@@ -126,6 +126,15 @@ def stylize_paths(run, image_paths, size: int) -> list[torch.Tensor]:
     """Stylized held-out photos (eval mode) at ``size`` (shorter side)."""
     model = load_generator(run)
     return [stylize(model, images.load_image(p, size=size)) for p in image_paths]
+
+
+def periodic_artifacts(run, image_paths, size: int, *, style: int | None = None) -> dict:
+    """:func:`repro.metrics.periodic_artifacts` of a generator's held-out outputs (eval mode, at
+    ``size``; ``style``: a conditional-IN generator's style index) against the photos themselves
+    (issue 18: the fine hatch of the residual generator)."""
+    photos = [images.load_image(p, size=size) for p in image_paths]
+    model = load_generator(run)
+    return metrics.periodic_artifacts([stylize(model, x, style=style) for x in photos], photos)
 
 
 MEASURE_CALL = r"""

@@ -94,3 +94,76 @@ def identifiability(raw, own) -> dict:
             "diagonal_min_relative": bool((rel.argmin(1) == diag).all()),
             "diagonal_min_raw": bool((raw.argmin(1) == diag).all()),
             "margin": float((off.min(1).values / rel.diagonal()).min())}
+
+
+def _luminance(img: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of RGB (..., 3, H, W) -> (..., H, W)."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64, device=img.device)
+    return (img.double() * w[:, None, None]).sum(-3)
+
+
+def contrast_ratio(outputs, photos) -> float:
+    """How much contrast a generator kept: the mean over images of the output's luminance
+    standard deviation divided by its photo's. A generator collapsed to a flat image scores
+    near 0; the untrained residual generator (sigmoid of a small output) scores about 0.25."""
+    pairs = list(zip(outputs, photos, strict=True))
+    if not pairs:
+        raise ValueError("contrast_ratio needs at least one (output, photo) pair")
+    ratios = []
+    for y, x in pairs:
+        if y.shape[-3] != 3 or x.shape[-3] != 3:
+            raise ValueError(f"contrast_ratio needs RGB images, got {tuple(y.shape)} and {tuple(x.shape)}")
+        sx = float(_luminance(x).std())
+        if not sx > 0:
+            raise ValueError("contrast_ratio: a photo is flat (zero luminance std)")
+        ratios.append(float(_luminance(y).std()) / sx)
+    return sum(ratios) / len(ratios)
+
+
+def _spectral_peak_db(imgs, max_period: float, neighbourhood: int) -> tuple[float, tuple[float, float]]:
+    """The largest excess (dB) of the images' mean power spectrum over its local median, among
+    the frequencies of a pattern with a period of ``max_period`` px or less along x or y, and
+    that frequency (cycles/px along y, x)."""
+    size = min(min(i.shape[-2:]) for i in imgs)
+    power = 0.0
+    for img in imgs:
+        h, w = img.shape[-2:]
+        g = _luminance(img)[(h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
+        win = torch.hann_window(size, periodic=False, dtype=torch.float64)
+        g = (g - g.mean()) * win[:, None] * win[None, :]   # the window keeps the border's jump out
+        power = power + torch.fft.fft2(g).abs() ** 2
+    # averaged over images: a generator's pattern sits at the same frequencies in every output,
+    # a texture's or a photo's peaks do not
+    power = power / len(imgs) + 1e-20
+    k = neighbourhood
+    padded = torch.nn.functional.pad(power[None, None], (k // 2,) * 4, mode="circular")[0, 0]
+    local = padded.unfold(0, k, 1).unfold(1, k, 1).reshape(size, size, k * k).median(-1).values
+    f = torch.fft.fftfreq(size, dtype=torch.float64)
+    band = torch.maximum(f.abs()[:, None], f.abs()[None, :]) >= 1.0 / max_period
+    excess = (10 * torch.log10(power / local)).masked_fill(~band, float("-inf"))
+    i = int(excess.argmax())
+    return float(excess.flatten()[i]), (float(f[i // size]), float(f[i % size]))
+
+
+def periodic_artifacts(outputs, photos, max_period: float = 4.0, neighbourhood: int = 9) -> dict:
+    """A fine periodic pattern (a 2-4 px hatch or checkerboard) in a generator's outputs.
+
+    For outputs and photos separately: the luminance of each image's central square (all
+    squares the size of the smallest side), Hann-windowed; the power spectra averaged over the
+    images; at every frequency whose period is ``max_period`` px or less along x or y, the
+    power over the median of its ``neighbourhood`` x ``neighbourhood`` frequency neighbours, and
+    the largest such peak in dB. Returns ``output_peak_db``, ``photo_peak_db`` and
+    ``excess_db``, their difference: about 0 when the outputs carry no periodic pattern the
+    photos lack; a hatch in every output stands out by 10 dB or more. ``output_peak_frequency``
+    is where the outputs' peak lies, (cycles/px along y, x): its inverse is the period."""
+    outputs, photos = list(outputs), list(photos)
+    if not outputs or not photos:
+        raise ValueError("periodic_artifacts needs at least one output and one photo")
+    if max_period < 2 or neighbourhood < 3 or neighbourhood % 2 == 0:
+        raise ValueError(f"periodic_artifacts: max_period >= 2 and an odd neighbourhood >= 3, got "
+                         f"max_period={max_period!r}, neighbourhood={neighbourhood!r}")
+    if min(min(i.shape[-2:]) for i in outputs + photos) < 4 * neighbourhood:
+        raise ValueError(f"periodic_artifacts needs images of at least {4 * neighbourhood} px a side")
+    (out, where), (ref, _) = (_spectral_peak_db(i, max_period, neighbourhood) for i in (outputs, photos))
+    return {"output_peak_db": out, "photo_peak_db": ref, "excess_db": out - ref,
+            "output_peak_frequency": list(where)}

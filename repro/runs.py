@@ -44,7 +44,7 @@ from filelock import FileLock, Timeout
 from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
 from repro.checkpoint import load_generator
-from repro.config import ARCH_ONLY_KEYS, VOLATILE_KEYS, Config, from_dict, to_dict
+from repro.config import ARCH_ONLY_KEYS, HASHED_WHEN_NOT, VOLATILE_KEYS, Config, from_dict, to_dict
 from repro.data import names_a_file, sha256_file
 
 
@@ -98,6 +98,10 @@ def config_hash(cfg: Config | dict) -> str:
         section, name = key.split(".")
         if d.get("model", {}).get("arch") != arch:
             d.get(section, {}).pop(name, None)
+    for key, value in HASHED_WHEN_NOT.items():
+        section, name = key.split(".")
+        if d.get(section, {}).get(name) == value:
+            d[section].pop(name)
     if files:  # absent when no file is named by path, so those runs keep their directories
         d["files_sha256"] = files
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))

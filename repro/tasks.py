@@ -31,7 +31,7 @@ def build_loss(cfg: Config, device: torch.device | str = "cpu") -> PerceptualLos
     """The perceptual loss of ``cfg.loss`` (Johnson et al. 2016, on the VGG-19 loss network)."""
     layers = list(dict.fromkeys(cfg.loss.content_layers + cfg.loss.style_layers))
     net = LossNetwork(layers, arch=cfg.loss.vgg_arch, weights=cfg.loss.vgg_weights,
-                      pool=cfg.loss.vgg_pool)
+                      pool=cfg.loss.vgg_pool, padding=cfg.loss.vgg_padding)
     return PerceptualLoss(cfg.loss.content_layers, cfg.loss.style_layers,
                           content_weight=cfg.loss.content_weight, style_weight=cfg.loss.style_weight,
                           tv_weight=cfg.loss.tv_weight, style_stat=cfg.loss.style_stat,

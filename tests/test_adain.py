@@ -131,6 +131,8 @@ def test_self_style_is_checked_and_keyed_for_adain_only():
     for bad in ("-0.1", "1.5"):
         with pytest.raises(config_mod.ConfigError, match=r"data.self_style: must be in \[0, 1\]"):
             config_mod.load_config("smoke", ADAIN + [f"data.self_style={bad}"])
+    with pytest.raises(config_mod.ConfigError, match="model.equalized_output is for the residual"):
+        config_mod.load_config("smoke", ADAIN + ["model.equalized_output=true"])
     with pytest.raises(config_mod.ConfigError, match="data.self_style is for arch=adain"):
         config_mod.load_config("smoke", ["data.self_style=0.5"])
     # an AdaIN run's directory depends on it; a generator run's does not see the key at all
@@ -140,6 +142,27 @@ def test_self_style_is_checked_and_keyed_for_adain_only():
     d = config_mod.to_dict(g)
     del d["data"]["self_style"]
     assert runs.config_hash(g) == runs.config_hash(d)
+
+
+def test_loss_network_padding_is_checked_built_and_keyed_only_when_set():
+    from repro import tasks
+
+    with pytest.raises(config_mod.ConfigError, match="loss.vgg_padding: must be one of zero, reflect"):
+        config_mod.load_config("smoke", ["loss.vgg_padding=replicate"])
+    # the AdaIN profiles measure the output with the encoder's reflection padding, as t is made
+    from repro import experiments
+    for profile in ("smoke", "cpu", "gpu", "paper"):
+        assert experiments.generator_config(profile, arch="adain").loss.vgg_padding == "reflect", profile
+    cfg = config_mod.load_config("smoke", ADAIN + ["loss.vgg_padding=reflect"])
+    convs = [m for m in tasks.build_loss(cfg).loss_network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.padding_mode == "reflect" for m in convs)
+    # the value every earlier run had leaves the hash as it was; any other value changes it
+    g = config_mod.load_config("smoke")
+    d = config_mod.to_dict(g)
+    del d["loss"]["vgg_padding"]
+    assert runs.config_hash(g) == runs.config_hash(d)
+    r = config_mod.load_config("smoke", ["loss.vgg_padding=reflect"])
+    assert runs.config_hash(r) != runs.config_hash(g)
 
 
 def test_self_style_batches_carry_their_own_photos_as_style(data_ready):

@@ -248,3 +248,49 @@ def test_identifiability_divides_by_the_photos_loss_and_finds_the_margin():
     assert r["margin"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="S x S"):
         metrics.identifiability([[1.0, 2.0]], own)
+
+
+def _smooth_photos(torch, n=4, size=96, seed=0):
+    """Photo-like test images: low-pass noise (a 1/f-ish spectrum, no periodic structure)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    big = torch.nn.functional.interpolate(small, size=(size, size), mode="bicubic", align_corners=False)
+    return list((big + 0.05 * torch.rand(n, 3, size, size, generator=g)).clamp(0, 1))
+
+
+def test_periodic_artifacts_find_a_faint_hatch_and_its_period():
+    torch = pytest.importorskip("torch")
+    photos = _smooth_photos(torch)
+    same = metrics.periodic_artifacts(photos, photos)
+    assert same["excess_db"] == 0.0
+    yy, xx = torch.meshgrid(torch.arange(96), torch.arange(96), indexing="ij")
+    # a diagonal 3 px hatch of 1/100 of the range: hard to see, the statistic's target
+    hatch = 0.01 * torch.sin(2 * torch.pi * (xx + yy) / 3.0)
+    r = metrics.periodic_artifacts([(p + hatch).clamp(0, 1) for p in photos], photos)
+    assert r["excess_db"] > 10
+    fy, fx = r["output_peak_frequency"]
+    assert abs(abs(fy) - 1 / 3) < 0.02 and abs(abs(fx) - 1 / 3) < 0.02
+    # broadband noise of 10x the amplitude is not a pattern; a pattern slower than max_period is
+    # outside the band
+    g = torch.Generator().manual_seed(1)
+    noisy = [(p + 0.1 * torch.randn(p.shape, generator=g)).clamp(0, 1) for p in photos]
+    assert abs(metrics.periodic_artifacts(noisy, photos)["excess_db"]) < 4
+    slow = 0.05 * torch.sin(2 * torch.pi * xx / 8.0)
+    assert metrics.periodic_artifacts([(p + slow).clamp(0, 1) for p in photos], photos)["excess_db"] < 4
+    with pytest.raises(ValueError, match="odd neighbourhood"):
+        metrics.periodic_artifacts(photos, photos, neighbourhood=4)
+    with pytest.raises(ValueError, match="at least 36 px"):
+        metrics.periodic_artifacts([torch.rand(3, 20, 20)], photos)
+
+
+def test_contrast_ratio_is_one_for_the_photo_and_halves_with_its_contrast():
+    torch = pytest.importorskip("torch")
+    photos = _smooth_photos(torch)
+    assert metrics.contrast_ratio(photos, photos) == pytest.approx(1.0)
+    halved = [0.5 * p + 0.25 for p in photos]
+    assert metrics.contrast_ratio(halved, photos) == pytest.approx(0.5)
+    assert metrics.contrast_ratio([torch.full_like(p, 0.4) for p in photos], photos) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="a photo is flat"):
+        metrics.contrast_ratio(photos[:1], [torch.full_like(photos[0], 0.3)])
+    with pytest.raises(ValueError):
+        metrics.contrast_ratio(photos[:2], photos[:1])

@@ -125,11 +125,13 @@ def test_padding_mode_reaches_the_convolutions(arch, kw, size, margin):
     assert inner.numel() > 0 and inner.max() < 1e-5
 
 
-@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed"])
 def test_residual_upsampling_options_keep_shape(upsample):
     model = build_generator("residual", upsample=upsample, **SMALL)
     n_transposed = sum(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
     assert n_transposed == (2 if upsample == "transposed" else 0)
+    modes = {m.mode for m in model.modules() if isinstance(m, nn.Upsample)}
+    assert modes == (set() if upsample == "transposed" else {upsample})
     assert model(torch.rand(2, 3, 37, 50)).shape == (2, 3, 37, 50)
 
 
@@ -238,13 +240,14 @@ def test_instance_norm_generator_is_same_in_train_and_eval():
     (dict(arch="unet"), "arch"),
     (dict(arch="residual", norm="group"), "norm"),
     (dict(arch="multiscale", padding="circular"), "padding"),
-    (dict(arch="residual", upsample="bilinear"), "upsample"),
+    (dict(arch="residual", upsample="bicubic"), "upsample"),
     (dict(arch="residual", output="tanh"), "output"),
     (dict(arch="multiscale", activation="gelu"), "activation"),
     (dict(arch="residual", width=0), "width"),
     (dict(arch="multiscale", n_scales=0), "n_scales"),
     (dict(arch="residual", n_styles=3), "n_styles"),
     (dict(arch="residual", norm="conditional_instance"), "n_styles"),
+    (dict(arch="residual", equalized_output=1), "equalized_output"),
 ])
 def test_build_generator_errors_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name) as err:
@@ -256,3 +259,39 @@ def test_build_generator_errors_name_the_parameter(kwargs, name):
 def test_build_generator_rejects_options_of_the_other_arch():
     with pytest.raises(TypeError, match="n_scales"):
         build_generator("residual", n_scales=3)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_equalized_output_is_the_same_function_but_a_smaller_adam_step(arch):
+    """Issue 18: Adam moves each weight by about lr, so a plain output conv fed by ReLUs moves
+    its output by about lr * fan_in * mean(x) a step; equalized, 1/sqrt(fan_in) of that."""
+    torch.manual_seed(0)
+    plain = build_generator(arch, width=0.5)
+    torch.manual_seed(0)
+    eq = build_generator(arch, width=0.5, equalized_output=True)
+    assert eq.config["equalized_output"] is True
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(eq(x), plain(x))   # same initial function
+
+    def output_step(model):
+        out = model.net[-1] if arch == "residual" else model.to_rgb
+        opt = torch.optim.Adam(out.parameters(), lr=1e-3)
+        seen = []
+        h = out.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+        model(x).mean().backward()   # every output pushed the same way: the coherent case
+        opt.step()
+        with torch.no_grad():
+            model(x)
+        h.remove()
+        return float((seen[1] - seen[0]).abs().mean()), out
+
+    moved_plain, out = output_step(plain)
+    moved_eq, _ = output_step(eq)
+    fan_in = out.in_channels * out.kernel_size[0] * out.kernel_size[1]
+    # Adam's first step moves every parameter by exactly lr: the bias moves both outputs by lr,
+    # the weights move the plain one by lr * sum(x) and the equalized one by lr * sum(x) / sqrt(fan_in)
+    assert (moved_eq - 1e-3) / (moved_plain - 1e-3) == pytest.approx(fan_in ** -0.5, rel=0.01)
+    assert moved_plain > 1e-3 * (1 + 0.1 * fan_in)   # non-negative inputs add up
+    clone = build_generator(**eq.config)
+    clone.load_state_dict(eq.state_dict())
+    torch.testing.assert_close(clone.eval()(x), eq.eval()(x))

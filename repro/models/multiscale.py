@@ -21,7 +21,7 @@ from repro.norms import make_norm
 
 from repro.choices import check_choice
 
-from ._common import Generator, StyledSequential, call, conv, scaled
+from ._common import EqualizedConv2d, Generator, StyledSequential, call, conv, scaled
 
 ACTIVATIONS = ("relu", "leaky_relu")
 
@@ -46,10 +46,11 @@ class MultiscaleGenerator(Generator):
 
     def __init__(self, norm: str = "instance", padding: str = "reflect", width: float = 1.0,
                  n_scales: int = 6, activation: str = "relu", noise_channels: int = 0,
-                 output: str = "sigmoid", n_styles: int | None = None):
+                 output: str = "sigmoid", n_styles: int | None = None, equalized_output: bool = False):
         super().__init__(dict(arch="multiscale", norm=norm, padding=padding, width=width,
                               n_scales=n_scales, activation=activation,
-                              noise_channels=noise_channels, output=output, n_styles=n_styles))
+                              noise_channels=noise_channels, output=output, n_styles=n_styles,
+                              equalized_output=equalized_output))
         check_choice("activation", activation, ACTIVATIONS)
         if not (isinstance(n_scales, int) and n_scales >= 1):
             raise ValueError(f"n_scales must be an int >= 1, got n_scales={n_scales!r}")
@@ -75,7 +76,7 @@ class MultiscaleGenerator(Generator):
                  block(c * (i + 1), c * (i + 1)))
             for i in range(1, n_scales)
         )
-        self.to_rgb = nn.Conv2d(c * n_scales, 3, 1)
+        self.to_rgb = (EqualizedConv2d if equalized_output else nn.Conv2d)(c * n_scales, 3, 1)
 
     def body(self, x, style):
         n_scales, noise = self.config["n_scales"], self.config["noise_channels"]

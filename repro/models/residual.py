@@ -5,8 +5,9 @@ transfer", supplementary material), compared in Fig. 5 of the IN paper and adopt
 
 Every conv except the last is followed by normalization and ReLU; residual blocks are
 conv-norm-ReLU-conv-norm plus identity. Upsampling is nearest x2 followed by a 3x3 conv by default
-(no checkerboard; as pytorch/examples) or a 3x3 stride-2 transposed conv (``upsample="transposed"``,
-as the original). A transposed conv has no padding mode: its implicit border is always zero.
+(no checkerboard; as pytorch/examples), bilinear x2 followed by the same conv
+(``upsample="bilinear"``; not in the papers: it leaves the period-4 hatch of issue 18 as it is) or a 3x3
+stride-2 transposed conv (``upsample="transposed"``, as the original). A transposed conv has no padding mode: its implicit border is always zero.
 Deviations from the original: 9x9 output conv without the ``150 * tanh`` (output mapping see
 :class:`~repro.models._common.Generator`); the original pads with zeros, our default is reflection.
 """
@@ -20,7 +21,7 @@ from repro.choices import check_choice
 
 from ._common import Generator, StyledSequential, conv, scaled
 
-UPSAMPLES = ("nearest", "transposed")
+UPSAMPLES = ("nearest", "bilinear", "transposed")
 
 
 class ResidualBlock(nn.Module):
@@ -47,9 +48,11 @@ class ResidualGenerator(Generator):
     min_size = 8  # the 1/4-resolution maps must be >= 2 px to reflect-pad a 3x3 conv
 
     def __init__(self, norm: str = "instance", padding: str = "reflect", width: float = 1.0,
-                 upsample: str = "nearest", output: str = "sigmoid", n_styles: int | None = None):
+                 upsample: str = "nearest", output: str = "sigmoid", n_styles: int | None = None,
+                 equalized_output: bool = False):
         super().__init__(dict(arch="residual", norm=norm, padding=padding, width=width,
-                              upsample=upsample, output=output, n_styles=n_styles))
+                              upsample=upsample, output=output, n_styles=n_styles,
+                              equalized_output=equalized_output))
         check_choice("upsample", upsample, UPSAMPLES)
         c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
         kw = self.norm_kw()
@@ -59,8 +62,8 @@ class ResidualGenerator(Generator):
                     nn.ReLU()]
 
         def up(cin, cout):
-            if upsample == "nearest":
-                layers = [nn.Upsample(scale_factor=2, mode="nearest"),
+            if upsample in ("nearest", "bilinear"):
+                layers = [nn.Upsample(scale_factor=2, mode=upsample),
                           conv(cin, cout, 3, 1, padding)]
             else:
                 layers = [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
@@ -73,7 +76,7 @@ class ResidualGenerator(Generator):
             *(ResidualBlock(c3, norm, padding, **kw) for _ in range(5)),
             *up(c3, c2),
             *up(c2, c1),
-            conv(c1, 3, 9, padding=padding),
+            conv(c1, 3, 9, padding=padding, equalized=equalized_output),
         )
 
     def body(self, x, style):
