@@ -22,7 +22,7 @@ PYTHON ?= .venv/bin/python
 SETUP_STAMP := .venv/.setup-stamp
 endif
 
-FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin quality
+FIGS := fig1 fig2 fig3 fig4 fig5 fig6 adain_fig1 adain cin quality sweep trends
 
 .PHONY: help setup data test smoke figures bench gpu-check notebooks lab explore clean distclean $(FIGS)
 

@@ -12,10 +12,10 @@ the profile's held-out photos (center crops at the crop size):
 - ``output_step``: the mean |change| of the pre-sigmoid output over the first Adam step, on the
   first training batch (what :class:`repro.models.EqualizedConv2d` shrinks).
 
-**The collapse test, written before the grid was run:** a point has collapsed when its
-``contrast`` is below ``COLLAPSE_CONTRAST`` (flatter than 0.4 of the photos: the untrained
-generator scores about 0.25) or its ``style_progress`` is above ``COLLAPSE_PROGRESS`` (training
-took off less than half of the untrained generator's style loss).
+**The collapse test, written before the grid was run** (:func:`repro.metrics.collapsed`): a
+point has collapsed when its ``contrast`` is below 0.4 (the untrained generator scores about
+0.25) or its ``style_progress`` is above 0.5 (training took off less than half of the
+untrained generator's style loss).
 
 ``--quick``: the smoke profile, two points, two steps (the tests run it). Results:
 ``bench/results/stability-<machine>.json``. Nothing here asserts a number.
@@ -37,20 +37,16 @@ from repro.checkpoint import model_kwargs
 from repro.models import build_generator
 from repro.train import training_step
 
-COLLAPSE_CONTRAST = 0.4
-COLLAPSE_PROGRESS = 0.5
 
-
-def collapsed(contrast: float, style_progress: float) -> bool:
-    """The collapse test above: a flat image, or a style loss training did not bring down."""
-    return contrast < COLLAPSE_CONTRAST or style_progress > COLLAPSE_PROGRESS
+def _output_conv(model) -> torch.nn.Module:
+    """The conv whose output goes through the sigmoid (residual: the 9x9; multi-scale: to_rgb)."""
+    return model.net[-1] if hasattr(model, "net") else model.to_rgb
 
 
 def _heldout(model, task, photos: torch.Tensor) -> dict:
     """Held-out style loss, contrast and sigmoid saturation of ``model`` on ``photos``."""
-    last = model.net[-1] if hasattr(model, "net") else model.to_rgb
     seen = []
-    hook = last.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    hook = _output_conv(model).register_forward_hook(lambda m, i, o: seen.append(o.detach()))
     model.eval()
     with torch.no_grad():
         y = model(photos).float()
@@ -69,7 +65,7 @@ def train_point(profile: str, overrides: list[str], steps: int, seed: int = 0) -
     torch.manual_seed(seed)
     task = tasks.make_task(cfg, "cpu")
     model = build_generator(**model_kwargs(cfg.model))
-    last = model.net[-1] if hasattr(model, "net") else model.to_rgb
+    last = _output_conv(model)
     size = cfg.data.image_size
     photos = torch.stack([images.center_crop(images.resize_shorter(p, size), size)
                           for p in tasks.heldout_images(cfg)])
@@ -97,7 +93,7 @@ def train_point(profile: str, overrides: list[str], steps: int, seed: int = 0) -
             "style_before": before["style"], "style_after": after["style"],
             "style_progress": progress, "contrast": after["contrast"],
             "saturated": after["saturated"], "train_style_trace": trace,
-            "collapsed": collapsed(after["contrast"], progress)}
+            "collapsed": metrics.collapsed(after["contrast"], progress)}
 
 
 def grid(quick: bool, widths, weights, lrs, norms, outputs) -> list[list[str]]:
@@ -143,7 +139,8 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     info = machine_info(device)
     res = {"profile": profile, "base": base, "steps": steps, "machine": info,
-           "collapse_test": {"contrast_below": COLLAPSE_CONTRAST, "style_progress_above": COLLAPSE_PROGRESS},
+           "collapse_test": {"contrast_below": metrics.COLLAPSE_CONTRAST,
+                             "style_progress_above": metrics.COLLAPSE_PROGRESS},
            "points": []}
     out = Path(args.out) / f"stability-{machine_slug(info, device)}.json"
     for pt in points:

@@ -100,6 +100,9 @@ class TrainConfig:
     sync_bn: bool = False             # distributed + batch norm: SyncBatchNorm (CUDA only)
     eval_every: int = 100             # held-out losses and a sample grid
     checkpoint_every: int = 100
+    # the generator kept at these fractions of optim.steps (snapshots/step<N>.pt), so a claim can
+    # be measured along training (issue 18: trends); the final model is model.pt
+    snapshots: list[float] = field(default_factory=list)
     progress: bool = True             # tqdm bar
 
 
@@ -122,7 +125,7 @@ ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adai
                   "data.self_style": "adain"}
 # Keys added after runs existed, with the value every earlier run had: hashed only when set to
 # something else, so the runs that never set them keep their directories.
-HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False}
+HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False, "train.snapshots": []}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -229,7 +232,8 @@ DRY_TRAIN = {  # merged into train_defaults and into every arch_defaults entry
     "train": {"eval_every": 2, "checkpoint_every": 2, "compile": False, "device": "cpu"},
 }
 DRY_NOTEBOOK = {"size": 48, "sizes": [48, 64], "steps": 2, "gatys_steps": 2, "n_heldout": 2,
-                "window": 2, "n_photos": 1, "time_sizes": [48, 64], "time_steps": 1, "time_repeats": 1}
+                "window": 2, "n_photos": 1, "time_sizes": [48, 64], "time_steps": 1, "time_repeats": 1,
+                "style_weights": [3.0, 1000.0], "seeds": [0], "test_size": 48}
 """Notebook parameters that set a cost, and their dry-run values (others are kept as they are)."""
 RANDOM_STAND_IN = "random"
 WEIGHT_KEYS = (("loss", "vgg_weights"), ("model", "encoder_weights"))
@@ -463,6 +467,13 @@ _CHOICES = {  # each vocabulary is owned by the module that implements it
 }
 
 
+def snapshot_steps(cfg: Config) -> list[int]:
+    """The steps ``train.snapshots`` (fractions of ``optim.steps``) keep: at least step 1, before
+    the last, each once (a short run may keep fewer than asked)."""
+    return sorted({min(max(1, round(f * cfg.optim.steps)), cfg.optim.steps - 1)
+                   for f in cfg.train.snapshots} - {0})
+
+
 def validate(cfg: Config) -> None:
     d = to_dict(cfg)
     for key, choices in _CHOICES.items():
@@ -480,6 +491,9 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         if d[section][name] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {d[section][name]!r}")
+    if any(not 0.0 < f < 1.0 for f in cfg.train.snapshots):
+        raise ConfigError(f"train.snapshots: fractions of optim.steps strictly between 0 and 1, "
+                          f"got {cfg.train.snapshots!r}")
     if not 0.0 <= cfg.data.self_style <= 1.0:
         raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
     if cfg.model.equalized_output and cfg.model.arch == "adain":

@@ -17,9 +17,10 @@ import torch
 
 from repro import config as config_mod
 from repro import images, metrics, precision, runs, tasks
-from repro.checkpoint import load_generator
+from repro.checkpoint import load_generator, model_kwargs
 from repro.inference import stylize
 from repro.losses import PerceptualLoss
+from repro.models import build_generator
 from repro.train import train
 
 
@@ -87,13 +88,14 @@ def describe_loss_network(loss: PerceptualLoss) -> str:
 
 @torch.no_grad()
 def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
-                   style: int | None = None) -> dict:
+                   style: int | None = None, model: torch.nn.Module | None = None) -> dict:
     """Raw (unweighted) style and content losses of a trained generator on held-out photos:
     the terms the trainer evaluates with (``tasks``), here per photo and for one style.
 
     ``bn_mode="eval"`` applies the model as a user would (batch norm with running statistics);
     ``"train"`` uses per-batch statistics (each image alone), to show the difference. ``style``:
     for a conditional-IN generator, the index of the style to apply and measure against.
+    ``model``: measure this generator (e.g. ``initial_generator(run)``) in place of the run's.
     Returns means over images and the per-image lists.
     """
     run = runs.Run(run)
@@ -106,7 +108,7 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
         raise ValueError(f"{run.path} is a conditional-IN generator of {n_styles} styles: give style=")
     if style is not None and not (n_styles and 0 <= style < n_styles):
         raise ValueError(f"style={style} is not a style index of {run.path} ({n_styles} styles)")
-    model = run.load_model(device)
+    model = run.load_model(device) if model is None else model.to(device)
     model.train(bn_mode == "train")
     targets = (task.style_targets if style is None
                else tasks.select_style_targets(task.style_targets, torch.tensor([style], device=device)))
@@ -120,6 +122,28 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
         per["content_image_style"].append(float(task.loss_fn(x, x, style_targets=targets, weighted=False)["style"]))
     model.eval()
     return {**{k: sum(v) / len(v) for k, v in per.items()}, "per_image": per}
+
+
+def initial_generator(run) -> torch.nn.Module:
+    """The run's generator as its training started: built from its config under its seed, as
+    ``repro.train`` builds it (eval mode)."""
+    cfg = runs.Run(run).config
+    torch.manual_seed(cfg.train.seed)
+    return build_generator(**model_kwargs(cfg.model)).eval()
+
+
+def collapse_test(run, image_paths, size: int) -> dict:
+    """Issue 18's collapse test (:func:`repro.metrics.collapsed`) of a trained generator on
+    held-out photos at ``size``: the contrast of its outputs (eval mode) over the photos', and its
+    held-out style loss over the untrained generator's (measured in train mode: an untrained
+    batch norm has no running statistics yet)."""
+    photos = [images.load_image(p, size=size) for p in image_paths]
+    contrast = metrics.contrast_ratio(stylize_paths(run, image_paths, size), photos)
+    after = heldout_losses(run, image_paths, size)["style"]
+    before = heldout_losses(run, image_paths, size, bn_mode="train", model=initial_generator(run))["style"]
+    progress = after / before
+    return {"contrast": contrast, "style_progress": progress,
+            "collapsed": metrics.collapsed(contrast, progress)}
 
 
 def stylize_paths(run, image_paths, size: int) -> list[torch.Tensor]:

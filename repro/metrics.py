@@ -120,6 +120,19 @@ def contrast_ratio(outputs, photos) -> float:
     return sum(ratios) / len(ratios)
 
 
+COLLAPSE_CONTRAST = 0.4
+COLLAPSE_PROGRESS = 0.5
+
+
+def collapsed(contrast: float, style_progress: float) -> bool:
+    """Issue 18's collapse test, written before it was first measured: a generator has collapsed
+    when its outputs are flat (``contrast_ratio`` below ``COLLAPSE_CONTRAST``; the untrained
+    residual generator scores about 0.25) or training took off less than half of the untrained
+    generator's held-out style loss (``style_progress``, after over before, above
+    ``COLLAPSE_PROGRESS``)."""
+    return contrast < COLLAPSE_CONTRAST or style_progress > COLLAPSE_PROGRESS
+
+
 def _spectral_peak_db(imgs, max_period: float, neighbourhood: int) -> tuple[float, tuple[float, float]]:
     """The largest excess (dB) of the images' mean power spectrum over its local median, among
     the frequencies of a pattern with a period of ``max_period`` px or less along x or y, and
@@ -167,3 +180,36 @@ def periodic_artifacts(outputs, photos, max_period: float = 4.0, neighbourhood: 
     (out, where), (ref, _) = (_spectral_peak_db(i, max_period, neighbourhood) for i in (outputs, photos))
     return {"output_peak_db": out, "photo_peak_db": ref, "excess_db": out - ref,
             "output_peak_frequency": list(where)}
+
+
+def budget_trend(steps, values, bound: float, *, holds_below: bool, last: int = 3,
+                 horizon: float = 64.0) -> dict:
+    """Where a claim's statistic goes with the training budget (issue 18): ``values`` measured at
+    ``steps`` (increasing); the claim holds where the value is at most ``bound``
+    (``holds_below``) or above it.
+
+    The trend is a least-squares line of the value on log2(steps) through the ``last`` points:
+    ``per_doubling`` is its slope. ``toward`` says whether it moves towards holding. When the
+    claim does not hold at the last step and the line moves towards the bound, ``crossing`` is
+    the step where the line meets it, if that is within ``horizon`` times the last step (else
+    None: too far to extrapolate)."""
+    steps = [float(s) for s in steps]
+    values = [float(v) for v in values]
+    if len(steps) != len(values) or len(steps) < 2:
+        raise ValueError(f"budget_trend needs at least 2 (step, value) pairs of equal length, got "
+                         f"{len(steps)} steps and {len(values)} values")
+    if any(b <= a for a, b in zip(steps, steps[1:])) or steps[0] <= 0:
+        raise ValueError(f"budget_trend: steps must be positive and increasing, got {steps}")
+    if not all(v == v and abs(v) != float("inf") for v in values):
+        raise ValueError(f"budget_trend: values must be finite, got {values}")
+    x = torch.log2(torch.tensor(steps[-last:], dtype=torch.float64))
+    y = torch.tensor(values[-last:], dtype=torch.float64)
+    xm, ym = x.mean(), y.mean()
+    slope = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
+    holds = values[-1] <= bound if holds_below else values[-1] > bound
+    toward = slope < 0 if holds_below else slope > 0
+    crossing = None
+    if not holds and toward:
+        at = 2 ** (float(xm) + (bound - float(ym)) / slope)
+        crossing = at if at <= horizon * steps[-1] else None
+    return {"holds": holds, "per_doubling": slope, "toward": toward, "crossing": crossing}

@@ -7,6 +7,7 @@
         checkpoint.pt      latest checkpoint (model, optimizer, step, RNG states, config)
         model.pt           the final checkpoint, written when the run completes
         samples/           sample grids on held-out images
+        snapshots/         step<N>.pt: the generator at the ``train.snapshots`` fractions
         done.json          written last: the run is finished and will be reused
     runs/.locks/<name>-<hash10>.lock         the run's OS file lock (one writer at a time)
     runs/.locks/<name>-<hash10>.owner.json   who holds it (pid, host, since)
@@ -44,7 +45,8 @@ from filelock import FileLock, Timeout
 from repro import paths
 from repro.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
 from repro.checkpoint import load_generator
-from repro.config import ARCH_ONLY_KEYS, HASHED_WHEN_NOT, VOLATILE_KEYS, Config, from_dict, to_dict
+from repro.config import (ARCH_ONLY_KEYS, HASHED_WHEN_NOT, VOLATILE_KEYS, Config, from_dict, snapshot_steps,
+                          to_dict)
 from repro.data import names_a_file, sha256_file
 
 
@@ -247,6 +249,11 @@ def reset(run: Path) -> None:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
+def snapshot_path(run: Path, step: int) -> Path:
+    """Where the generator at ``step`` is kept (``train.snapshots``)."""
+    return Path(run) / "snapshots" / f"step{int(step):06d}.pt"
+
+
 def metrics(run: Path) -> list[dict]:
     return read_jsonl(Path(run) / "metrics.jsonl")
 
@@ -339,6 +346,16 @@ class Run(os.PathLike):
     @cached_property
     def config(self) -> Config:
         return from_dict(json.loads((self.path / "config.json").read_text()))
+
+    def snapshots(self) -> dict[int, Path]:
+        """The generators kept along training, by step (``train.snapshots``), and the final
+        model at ``optim.steps``; a snapshot the config asks for and the run lacks is an error."""
+        steps = snapshot_steps(self.config)
+        missing = [snapshot_path(self.path, s) for s in steps if not snapshot_path(self.path, s).is_file()]
+        if missing:
+            raise FileNotFoundError(2, f"snapshot missing ({len(missing)} of {len(steps)}; delete the run "
+                                       "to train it again)", str(missing[0]))
+        return {**{s: snapshot_path(self.path, s) for s in steps}, self.config.optim.steps: self.path / "model.pt"}
 
     def metrics(self) -> list[dict]:
         """One row per training step (losses, lr, images/s)."""

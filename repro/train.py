@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from repro import precision, runs, tasks
 from repro.checkpoint import load_checkpoint, model_kwargs, save_checkpoint
-from repro.config import Config, from_dict, to_dict
+from repro.config import Config, from_dict, snapshot_steps, to_dict
 from repro.models import build_generator
 
 
@@ -176,6 +176,7 @@ def _train(cfg: Config, run: Path, device: torch.device, progress, callback) -> 
     bar = (tqdm(total=cfg.optim.steps, initial=start, desc=cfg.name, dynamic_ncols=True,
                 disable=None if progress is None else False) if show else None)
     eval_at = set(runs.eval_steps(cfg))
+    snapshot_at = set(snapshot_steps(cfg))
     t_start = time.perf_counter()
     model.train()
     with contextlib.ExitStack() as files:
@@ -213,6 +214,8 @@ def _train(cfg: Config, run: Path, device: torch.device, progress, callback) -> 
                 eval_log.write(json.dumps({"step": step, **task.evaluate(model, heldout)}) + "\n")
                 eval_log.flush()
                 task.save_samples(model, heldout, run / "samples" / f"step{step:06d}.png")
+            if step in snapshot_at:  # the generator only: what a claim is measured on later
+                save_checkpoint(runs.snapshot_path(run, step), model=model, step=step, config=cfg)
             if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                 checkpoint(step, ckpt_path)
             if bar is not None:

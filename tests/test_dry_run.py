@@ -32,6 +32,10 @@ def test_dry_run_profile_shrinks_every_cost_and_stands_in_random_vgg_for_the_dow
     assert dry["notebooks"]["in_quality_time"]["cin_overrides"] == []
     assert dry["notebooks"]["in_fig6_resolution"]["sizes"] == config.DRY_NOTEBOOK["sizes"]
     assert dry["notebooks"]["in_fig1_gatys"]["steps"] == config.DRY_NOTEBOOK["steps"]
+    # the sweep: two style weights, one seed, held-out photos at the dry size
+    sweep = dry["notebooks"]["in_sweep_bn_vs_in"]
+    assert len(real["notebooks"]["in_sweep_bn_vs_in"]["style_weights"]) == 6
+    assert (sweep["style_weights"], sweep["seeds"], sweep["test_size"]) == ([3.0, 1000.0], [0], 48)
     # local weights need no stand-in; a dry run is named as one
     assert config.load_config("gpu-dry").loss.vgg_weights == "normalised"
     assert config.load_config("paper-dry").name == "paper-dry"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from repro import data, experiments, runs
+from repro import data, experiments, metrics, runs
 
 FAST = ["optim.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "data.n_train=2",
         "loss.vgg_weights=random", "data.test_images=[]"]
@@ -81,3 +81,23 @@ def test_adain_config_comes_from_the_profile_arch_defaults():
     cpu = experiments.generator_config("cpu", arch="adain")
     held_out = {"candy", "the_scream", "starry_night", "delaunay_portrait_de_metzinger"}
     assert not held_out & set(cpu.data.style)  # the styles the figures show stay unseen
+
+
+def test_collapse_test_scores_a_trained_generator_against_its_untrained_self():
+    run = experiments.train_generator("smoke", norm="instance", overrides=FAST, progress=False)
+    a = experiments.initial_generator(run)
+    assert not a.training
+    # the generator the trainer started from: a run whose steps are too small to move its
+    # weights (lr 1e-30) ends there, and the same seed's other runs start there too
+    still = experiments.train_generator("smoke", norm="instance", overrides=[*FAST, "optim.lr=1e-30"],
+                                        progress=False)
+    kept = still.load_model(torch.device("cpu")).state_dict()
+    assert all(torch.allclose(kept[k], v, rtol=0, atol=1e-20) for k, v in a.state_dict().items())
+    assert any(not torch.allclose(kept[k], v, rtol=0, atol=1e-20)
+               for k, v in run.load_model(torch.device("cpu")).state_dict().items())
+    photos = data.content_paths("test")[:2]
+    before = experiments.heldout_losses(run, photos, 48, model=a)["style"]
+    assert before != pytest.approx(experiments.heldout_losses(run, photos, 48)["style"], rel=1e-6)
+    res = experiments.collapse_test(run, photos, 48)
+    assert res["collapsed"] == metrics.collapsed(res["contrast"], res["style_progress"])
+    assert res["contrast"] >= 0 and res["style_progress"] > 0

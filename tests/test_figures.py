@@ -294,3 +294,34 @@ def test_contrast_ratio_is_one_for_the_photo_and_halves_with_its_contrast():
         metrics.contrast_ratio(photos[:1], [torch.full_like(photos[0], 0.3)])
     with pytest.raises(ValueError):
         metrics.contrast_ratio(photos[:2], photos[:1])
+
+
+def test_budget_trend_reads_direction_and_crossing_off_a_log2_line():
+    # 0.1 lower per doubling from 1.0 at step 100: bound 0.5 is met 5 doublings later (3200)
+    steps, falling = [100, 200, 400, 800], [1.0, 0.9, 0.8, 0.7]
+    t = metrics.budget_trend(steps, falling, 0.5, holds_below=True)
+    assert not t["holds"] and t["toward"] and t["per_doubling"] == pytest.approx(-0.1)
+    assert t["crossing"] == pytest.approx(3200)
+    # the same path where a claim needs the value above the bound moves away: no crossing
+    away = metrics.budget_trend(steps, falling, 0.9, holds_below=False)
+    assert not away["holds"] and not away["toward"] and away["crossing"] is None
+    # already holding at the last step: nothing to extrapolate
+    assert metrics.budget_trend(steps, falling, 0.75, holds_below=True) == {
+        "holds": True, "per_doubling": pytest.approx(-0.1), "toward": True, "crossing": None}
+    # only the last three points set the line: a first point far off does not bend it
+    t = metrics.budget_trend(steps, [9.0, 0.9, 0.8, 0.7], 0.5, holds_below=True)
+    assert t["crossing"] == pytest.approx(3200)
+    # too far beyond the last step to extrapolate (horizon x the last step)
+    slow = metrics.budget_trend(steps, [1.0, 0.99, 0.98, 0.97], 0.5, holds_below=True, horizon=64)
+    assert slow["toward"] and slow["crossing"] is None
+    for bad, match in (([100], "at least 2"), ([200, 100, 400, 800], "increasing"),
+                       ([0, 100, 200, 400], "positive")):
+        with pytest.raises(ValueError, match=match):
+            metrics.budget_trend(bad, falling[:len(bad)], 0.5, holds_below=True)
+    with pytest.raises(ValueError, match="finite"):
+        metrics.budget_trend(steps, [1.0, float("nan"), 0.8, 0.7], 0.5, holds_below=True)
+
+
+def test_sweep_and_trend_notebooks_have_make_targets():
+    assert [p.stem for p in pipeline.resolve_figure("sweep")] == ["in_sweep_bn_vs_in"]
+    assert [p.stem for p in pipeline.resolve_figure("trends")] == ["in_trends_budget"]

@@ -4,12 +4,13 @@ import json
 import pytest
 
 from bench import stability
+from repro import metrics
 
 
 def test_collapse_test_is_a_flat_image_or_no_progress():
-    assert not stability.collapsed(contrast=0.9, style_progress=0.2)
-    assert stability.collapsed(contrast=stability.COLLAPSE_CONTRAST - 0.01, style_progress=0.2)
-    assert stability.collapsed(contrast=0.9, style_progress=stability.COLLAPSE_PROGRESS + 0.01)
+    assert not metrics.collapsed(contrast=0.9, style_progress=0.2)
+    assert metrics.collapsed(contrast=metrics.COLLAPSE_CONTRAST - 0.01, style_progress=0.2)
+    assert metrics.collapsed(contrast=0.9, style_progress=metrics.COLLAPSE_PROGRESS + 0.01)
 
 
 def test_equalized_output_trains_where_the_plain_one_collapses(data_ready):
@@ -36,6 +37,6 @@ def test_stability_study_quick_run_writes_every_point(tmp_path, data_ready):
                                                          "model.equalized_output=true"]
     for p in res["points"]:
         assert {"contrast", "style_progress", "saturated", "output_step", "collapsed"} <= set(p)
-        assert p["collapsed"] == stability.collapsed(p["contrast"], p["style_progress"])
+        assert p["collapsed"] == metrics.collapsed(p["contrast"], p["style_progress"])
     with pytest.raises(SystemExit):
         stability.main(["--outputs", "plain,tanh", "--out", str(tmp_path)])

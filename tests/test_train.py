@@ -59,6 +59,13 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert _loss_rows(ref) == _loss_rows(resumed)
     assert [r["step"] for r in runs.metrics(resumed)] == [1, 2, 3, 4, 5, 6]
     assert runs.evals(ref) == runs.evals(resumed)
+    # the snapshots written before the kill and after the resume are those of the uninterrupted run
+    snaps_a, snaps_b = runs.Run(ref).snapshots(), runs.Run(resumed).snapshots()
+    assert sorted(snaps_a) == sorted(snaps_b) == [*config_mod.snapshot_steps(cfg), 6]
+    for step in config_mod.snapshot_steps(cfg):
+        a, b = load_checkpoint(snaps_a[step]), load_checkpoint(snaps_b[step])
+        assert a["step"] == b["step"] == step
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), step
 
 
 def test_finished_run_is_reused_without_retraining():
@@ -304,3 +311,34 @@ def test_channels_last_training_step_matches_contiguous():
     # arithmetic, so its entries are rounding noise in either layout
     ga, gb = torch.cat([g.flatten() for g in grads_a]), torch.cat([g.flatten() for g in grads_b])
     assert float((ga - gb).norm() / ga.norm()) < 1e-4
+
+
+def test_snapshots_keep_the_generator_at_fractions_of_the_steps(tmp_path):
+    cfg = tiny("train.snapshots=[0.5, 0.25, 0.5]")  # unsorted and repeated: each step once
+    assert config_mod.snapshot_steps(cfg) == [2, 3]
+    # a fraction rounding to step 0 or to the last step keeps step 1 or the one before the end
+    assert config_mod.snapshot_steps(tiny("train.snapshots=[0.01, 0.99]")) == [1, 5]
+    run = runs.Run(train(cfg, progress=False))
+    snaps = run.snapshots()
+    assert sorted(snaps) == [2, 3, 6] and snaps[6] == run.path / "model.pt"
+    # the snapshot at step 3 is the generator after 3 steps: a 3-step run ends there
+    short = train(tiny("optim.steps=3", "train.snapshots=[]"), runs_root=tmp_path / "short", progress=False)
+    mid, end = load_generator(snaps[3]).state_dict(), load_generator(short).state_dict()
+    assert all(torch.equal(mid[k], end[k]) for k in mid)
+    early = load_generator(snaps[2]).state_dict()
+    assert any(not torch.equal(early[k], mid[k]) for k in mid)  # a step later, another generator
+    snaps[2].unlink()
+    with pytest.raises(FileNotFoundError, match="step000002.pt"):
+        run.snapshots()
+
+
+def test_snapshot_fractions_are_checked_and_none_keeps_the_run_key():
+    for bad in ("[0]", "[1.0]", "[0.5, 1.5]", "[-0.25]"):
+        with pytest.raises(config_mod.ConfigError, match="train.snapshots"):
+            config_mod.load_config("smoke", [f"train.snapshots={bad}"])
+    # runs trained before snapshots existed keep their directories; asking for any changes it
+    plain = tiny("train.snapshots=[]")
+    d = config_mod.to_dict(plain)
+    del d["train"]["snapshots"]
+    assert runs.config_hash(plain) == runs.config_hash(d)
+    assert runs.run_dir(tiny("train.snapshots=[0.5]")) != runs.run_dir(plain)

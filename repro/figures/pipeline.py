@@ -57,8 +57,10 @@ def figure_sources() -> list[Path]:
     return [p for p in notebook_sources() if p.stem not in NOT_FIGURES]
 
 
-# short names of the notebooks that are not a paper's numbered figure (make adain, cin, quality)
-ALIASES = {"adain": "adain_arbitrary", "cin": "cin_multistyle", "quality": "in_quality_time"}
+# short names of the notebooks that are not a paper's numbered figure (make adain, cin, quality,
+# sweep, trends)
+ALIASES = {"adain": "adain_arbitrary", "cin": "cin_multistyle", "quality": "in_quality_time",
+           "sweep": "in_sweep_bn_vs_in", "trends": "in_trends_budget"}
 
 
 def resolve_figure(name: str, notebooks: list[Path] | None = None) -> list[Path]:
