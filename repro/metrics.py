@@ -6,6 +6,8 @@ Each takes numbers or images and returns numbers; the record a figure writes wit
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -210,6 +212,6 @@ def budget_trend(steps, values, bound: float, *, holds_below: bool, last: int = 
     toward = slope < 0 if holds_below else slope > 0
     crossing = None
     if not holds and toward:
-        at = 2 ** (float(xm) + (bound - float(ym)) / slope)
-        crossing = at if at <= horizon * steps[-1] else None
+        at = float(xm) + (bound - float(ym)) / slope  # log2 of the step: a flat line overflows 2**
+        crossing = 2 ** at if at <= math.log2(horizon * steps[-1]) else None
     return {"holds": holds, "per_doubling": slope, "toward": toward, "crossing": crossing}

@@ -314,6 +314,9 @@ def test_budget_trend_reads_direction_and_crossing_off_a_log2_line():
     # too far beyond the last step to extrapolate (horizon x the last step)
     slow = metrics.budget_trend(steps, [1.0, 0.99, 0.98, 0.97], 0.5, holds_below=True, horizon=64)
     assert slow["toward"] and slow["crossing"] is None
+    # a nearly flat line (a crossing at 2**1e6 steps) is too far, not an overflow
+    flat = metrics.budget_trend([1, 2, 4], [1.0, 1.0, 1.0 - 1e-9], 0.5, holds_below=True)
+    assert flat["toward"] and flat["crossing"] is None
     for bad, match in (([100], "at least 2"), ([200, 100, 400, 800], "increasing"),
                        ([0, 100, 200, 400], "positive")):
         with pytest.raises(ValueError, match=match):

@@ -116,8 +116,11 @@ def test_cli_video_keeps_frames_rate_time_stamps_and_audio(tmp_path, clip, model
 def test_video_without_audio_and_the_batch_does_not_matter(tmp_path, model_file):
     src = make_clip(tmp_path / "in.mkv", frames=7)
     model = load_generator(model_file)
-    a = video.stylize_video(model, src, tmp_path / "a.mov", batch=3, compile=False, progress=False)
-    b = video.stylize_video(model, src, tmp_path / "b.mov", batch=1, compile=False, progress=False)
+    # exact fp32: bf16 kernels may pick another blocking for another batch (last-bit differences)
+    a = video.stylize_video(model, src, tmp_path / "a.mov", batch=3, compile=False, progress=False,
+                            precision="fp32")
+    b = video.stylize_video(model, src, tmp_path / "b.mov", batch=1, compile=False, progress=False,
+                            precision="fp32")
     assert a.audio == [] and a.frames == 7 and (a.width, a.height) == (W, H)
     fa, ta = video.read_frames(a.path)
     fb, tb = video.read_frames(b.path)
@@ -240,8 +243,13 @@ def test_rotation_and_colour_tags_are_kept_and_colours_survive(tmp_path):
 @pytest.mark.slow
 def test_the_compiled_default_gives_the_eager_frames(tmp_path, clip, model_file):
     model = load_generator(model_file)
-    fast = video.stylize_video(model, clip, tmp_path / "c.mp4", batch=5, progress=False)  # 12 = 5+5+2
-    eager = video.stylize_video(model, clip, tmp_path / "e.mp4", batch=5, compile=False, progress=False)
+    # fp32 and lossless H.264 (crf 0): compiled bf16 kernels round differently from eager ones,
+    # and a lossy encoder turns a one-level difference into other block decisions (35-38 dB
+    # measured on an AVX-512 BF16 CPU with torch 2.14); neither is what this test is about
+    fast = video.stylize_video(model, clip, tmp_path / "c.mp4", batch=5, progress=False,
+                               precision="fp32", crf=0)  # 12 = 5+5+2
+    eager = video.stylize_video(model, clip, tmp_path / "e.mp4", batch=5, compile=False, progress=False,
+                                precision="fp32", crf=0)
     assert fast.frames == eager.frames == T
     assert psnr(video.read_frames(fast.path)[0], video.read_frames(eager.path)[0]) > 40
 
