@@ -50,11 +50,8 @@ for arch in archs:
                 run = experiments.train_generator(profile, arch=arch, norm=norm, style=style,
                                                   overrides=overrides, progress=False)
                 cfg = to_dict(run.config)
-                losses = experiments.heldout_losses(run, heldout, test_size)
-                results[arch, weight, seed, norm] = {
-                    "style": losses["style"], "content": losses["content"],
-                    **experiments.collapse_test(run, heldout, test_size)}
-photo_style = losses["content_image_style"]
+                results[arch, weight, seed, norm] = experiments.collapse_test(run, heldout, test_size)
+photo_style = experiments.heldout_losses(run, heldout, test_size)["content_image_style"]
 rec.params["train_config"] = cfg
 rec.deviation(f"each point: {cfg['optim']['steps']} Adam steps, batch {cfg['optim']['batch_size']}, "
               f"{cfg['data']['image_size']} px crops of {cfg['data']['n_train']} photos, measured on "

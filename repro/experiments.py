@@ -136,14 +136,15 @@ def collapse_test(run, image_paths, size: int) -> dict:
     """Issue 18's collapse test (:func:`repro.metrics.collapsed`) of a trained generator on
     held-out photos at ``size``: the contrast of its outputs (eval mode) over the photos', and its
     held-out style loss over the untrained generator's (measured in train mode: an untrained
-    batch norm has no running statistics yet)."""
+    batch norm has no running statistics yet). Returns the trained generator's held-out
+    ``style`` and ``content`` losses too, so a caller measures them once."""
     photos = [images.load_image(p, size=size) for p in image_paths]
     contrast = metrics.contrast_ratio(stylize_paths(run, image_paths, size), photos)
-    after = heldout_losses(run, image_paths, size)["style"]
+    after = heldout_losses(run, image_paths, size)
     before = heldout_losses(run, image_paths, size, bn_mode="train", model=initial_generator(run))["style"]
-    progress = after / before
-    return {"contrast": contrast, "style_progress": progress,
-            "collapsed": metrics.collapsed(contrast, progress)}
+    progress = after["style"] / before
+    return {"style": after["style"], "content": after["content"], "contrast": contrast,
+            "style_progress": progress, "collapsed": metrics.collapsed(contrast, progress)}
 
 
 def stylize_paths(run, image_paths, size: int) -> list[torch.Tensor]:
