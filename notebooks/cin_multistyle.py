@@ -60,6 +60,8 @@ for k, style in enumerate(styles):
 rec.deviation(f"{len(styles)} styles, {cfg.optim.steps} steps (each style sees about 1/{len(styles)} of "
               f"the batch), single-style networks {single.config.optim.steps} steps; residual generator at "
               f"width {cfg.model.width} (Dumoulin et al.: 32 styles, 40k steps, VGG-16)")
+for line in experiments.model_deviations(cfg):
+    rec.deviation(line)
 if profile == "cpu":
     rec.note("The per-style claims are asserted at the paper profile only: at cpu scale they are fragile. "
              "With the same settings (1200 steps), the_scream's ratio was 1.43 in one regeneration and "

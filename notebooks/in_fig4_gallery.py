@@ -70,6 +70,8 @@ for style, r in ratios.items():
               holds=art["excess_db"] <= periodic_bound, paper="issue 18 (not in the paper)", assert_at=())
 rec.deviation(f"{cfg['optim']['steps']} steps at {cfg['data']['image_size']} px crops (paper: "
               "tens of thousands at 256 px and more); loss network up to relu3_1")
+for line in experiments.model_deviations(run.config):
+    rec.deviation(line)
 
 # %%
 photos_row = [None] + [images.center_crop(images.load_image(p, size=size), size) for p in shown_paths] + [None]

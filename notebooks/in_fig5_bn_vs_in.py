@@ -50,6 +50,9 @@ rec.deviation(f"{cfg['optim']['steps']} Adam steps, batch {cfg['optim']['batch_s
 rec.deviation("style layers " + ",".join(cfg["loss"]["style_layers"]) + ", content "
               + ",".join(cfg["loss"]["content_layers"]) + f" on VGG-19 ({cfg['loss']['vgg_weights']} weights; "
               "paper: up to relu4_1/relu5_1, content relu4_2)")
+for arch in archs:
+    for line in experiments.model_deviations(trained[arch, "instance"].config):
+        rec.deviation(line)
 if profile == "cpu":
     rec.note("The cpu profile's settings (half-width residual generator, style weight 10, content at "
              "relu2_2, sigmoid output, lr 1e-3) were tuned on starry_night by this figure's held-out style "

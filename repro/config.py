@@ -43,7 +43,7 @@ class ModelConfig:
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
     output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
-    equalized_output: bool = False    # residual/multiscale: the output conv at 1/sqrt(fan_in) (issue 18)
+    equalized_output: bool = False    # residual/multiscale (adain ignores it): the output conv at 1/sqrt(fan_in) (issue 18)
     encoder_layer: str = "relu3_1"    # adain only: the VGG-19 bottleneck (paper: relu4_1)
     encoder_weights: str = "auto"     # adain only: LossNetwork weights of the frozen encoder
 
@@ -119,10 +119,10 @@ class Config:
 # Keys that change how a run is watched, not what it computes: left out of the run hash so a
 # finished run is reused whether or not a progress bar was shown.
 VOLATILE_KEYS = {"train.progress"}
-# Keys only one architecture reads: hashed only for runs of that architecture, so adding an
-# option for one architecture keeps every other run's directory (and its cache) unchanged.
-ARCH_ONLY_KEYS = {"model.encoder_layer": "adain", "model.encoder_weights": "adain",
-                  "data.self_style": "adain"}
+# Keys only some architectures read: hashed only for runs of those, so adding an option for one
+# architecture keeps every other run's directory (and its cache) unchanged; the others ignore it.
+ARCH_ONLY_KEYS = {"model.encoder_layer": ("adain",), "model.encoder_weights": ("adain",),
+                  "data.self_style": ("adain",), "model.equalized_output": ("residual", "multiscale")}
 # Keys added after runs existed, with the value every earlier run had: hashed only when set to
 # something else, so the runs that never set them keep their directories.
 HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False, "train.snapshots": []}
@@ -496,9 +496,6 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.train.snapshots!r}")
     if not 0.0 <= cfg.data.self_style <= 1.0:
         raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
-    if cfg.model.equalized_output and cfg.model.arch == "adain":
-        raise ConfigError("model.equalized_output is for the residual and multiscale generators, "
-                          "not arch=adain (its decoder is the paper's)")
     if cfg.data.self_style and cfg.model.arch != "adain":
         raise ConfigError("data.self_style is for arch=adain (a photo as its own style)")
     if cfg.data.image_size > cfg.data.content_size:

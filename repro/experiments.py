@@ -61,6 +61,17 @@ def generator_config(profile: str, *, arch: str | None = None, norm: str | None 
     return cfg
 
 
+def model_deviations(cfg) -> list[str]:
+    """The deviations of a generator run's model from the papers, for a figure's record."""
+    m = cfg.model if hasattr(cfg, "model") else config_mod.from_dict(cfg).model
+    out = []
+    if m.arch != "adain" and m.equalized_output:
+        out.append(f"the {m.arch} generator's output conv has an equalized learning rate (Karras et al. "
+                   "2018; issue 18, not in the papers): with the plain conv, Adam's first steps saturate "
+                   "the sigmoid and training collapses to a flat image outside a narrow window")
+    return out
+
+
 def train_generator(profile: str, progress: bool | None = None, **choices) -> runs.Run:
     """Train (or reuse) the generator of ``generator_config(profile, **choices)``; its ``Run``
     carries the resolved config, the logs and the model."""

@@ -88,27 +88,31 @@ def _check_adain_size(img: torch.Tensor, name: str, down: int) -> None:
                          f"at least {2 * down} px on each side")
 
 
-def _adain_styles(style, style_size, content, preserve_color, down: int = 1) -> list[torch.Tensor]:
+def load_styles(style, style_size, down: int = 1) -> list[torch.Tensor]:
+    """AdaIN style images, each (3, H, W), loaded, checked and resized to ``style_size`` (the
+    shorter side; None keeps it), their sides checked against the encoder's downsampling ``down``.
+    A batch of frames (repro.video) loads them once this way."""
     if style is None:
         raise ValueError("an AdaIN model needs style= (a style image path or tensor, or a list of them)")
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     out = []
     for s in styles:
-        if isinstance(s, (str, Path)):
-            name, s = str(s), load_image(s)
-        else:
-            name, s = "style", as_image(s, "style")
-            if s.dim() != 3:
-                raise ValueError(f"style: each AdaIN style is one (3, H, W) image, got {tuple(s.shape)}")
+        name, s = (str(s), load_image(s)) if isinstance(s, (str, Path)) else ("style", as_image(s, "style"))
+        if s.dim() != 3:
+            raise ValueError(f"{name}: each AdaIN style is one (3, H, W) image, got {tuple(s.shape)}")
         if style_size is not None:
             check_resize_shorter(s.shape, style_size, name)
             s = resize_shorter(s, style_size)
         _check_adain_size(s, name, down)
-        if preserve_color:
-            # AdaIN §7.3: the style takes the content's colours first, so only its texture transfers
-            s = match_color(s, content)
-        out.append(s[None].float())
+        out.append(s)
     return out
+
+
+def _adain_styles(style, style_size, content, preserve_color, down: int = 1) -> list[torch.Tensor]:
+    # AdaIN §7.3: with preserve_color the style takes the content's colours first, so only its
+    # texture transfers
+    return [(match_color(s, content) if preserve_color else s)[None].float()
+            for s in load_styles(style, style_size, down)]
 
 
 def _input_batch(image, size, device, memory_format=torch.contiguous_format, *, model=None,

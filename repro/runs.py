@@ -96,9 +96,9 @@ def config_hash(cfg: Config | dict) -> str:
     for key in VOLATILE_KEYS:
         section, name = key.split(".")
         d.get(section, {}).pop(name, None)
-    for key, arch in ARCH_ONLY_KEYS.items():
+    for key, archs in ARCH_ONLY_KEYS.items():
         section, name = key.split(".")
-        if d.get("model", {}).get("arch") != arch:
+        if d.get("model", {}).get("arch") not in archs:
             d.get(section, {}).pop(name, None)
     for key, value in HASHED_WHEN_NOT.items():
         section, name = key.split(".")

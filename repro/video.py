@@ -63,9 +63,8 @@ from tqdm.auto import tqdm
 from repro import budget
 from repro.atomic import atomic_open
 from repro.checkpoint import load_generator
-from repro.images import (as_image, check_output_path, check_resize_shorter, load_image, match_color,
-                          resize_shorter)
-from repro.inference import Stylizer, _check_adain_size, check_style_options
+from repro.images import check_output_path, check_resize_shorter, load_image, match_color, resize_shorter
+from repro.inference import Stylizer, check_style_options, load_styles
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 """Output suffixes and the FFmpeg muxer each one gets."""
@@ -319,18 +318,7 @@ def _load_styles(stylizer: Stylizer, style, style_size):
     """AdaIN styles loaded and resized once for all frames (before any frame is decoded)."""
     if not stylizer.arbitrary or style is None:
         return style
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    out = []
-    for s in styles:
-        name, s = (str(s), load_image(s)) if isinstance(s, (str, Path)) else ("style", as_image(s, "style"))
-        if s.dim() != 3:
-            raise ValueError(f"{name}: each AdaIN style is one (3, H, W) image, got {tuple(s.shape)}")
-        if style_size is not None:
-            check_resize_shorter(s.shape, style_size, name)
-            s = resize_shorter(s, style_size)
-        _check_adain_size(s, name, stylizer.model.down)
-        out.append(s)
-    return out
+    return load_styles(style, style_size, stylizer.model.down)
 
 
 class _Batches:

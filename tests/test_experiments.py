@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from repro import data, experiments, metrics, runs
+from repro.config import to_dict
 
 FAST = ["optim.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "data.n_train=2",
         "loss.vgg_weights=random", "data.test_images=[]"]
@@ -46,6 +47,15 @@ def test_profile_arch_defaults_apply_per_architecture():
     assert res.model.width == 0.5 and ms.model.width == 1.0
     # explicit overrides still win
     assert experiments.generator_config("cpu", arch="residual", overrides=["model.width=0.75"]).model.width == 0.75
+    # issue 18, part 1: every profile trains the residual generator with the equalized output conv
+    # (and the multi-scale one with the plain conv its figures were measured with)
+    for profile in ("smoke", "cpu", "gpu", "paper"):
+        assert experiments.generator_config(profile, arch="residual").model.equalized_output is True, profile
+        assert experiments.generator_config(profile, arch="multiscale").model.equalized_output is False, profile
+        assert experiments.generator_config(profile, arch="residual", norm="conditional_instance",
+                                            style=["candy", "mosaic"]).model.equalized_output is True, profile
+    plain = experiments.generator_config("cpu", arch="residual", overrides=["model.equalized_output=false"])
+    assert runs.config_hash(plain) != runs.config_hash(res)
 
 
 def test_transform_and_seed_appear_in_the_run_name_and_separate_the_runs():
@@ -101,3 +111,15 @@ def test_collapse_test_scores_a_trained_generator_against_its_untrained_self():
     res = experiments.collapse_test(run, photos, 48)
     assert res["collapsed"] == metrics.collapsed(res["contrast"], res["style_progress"])
     assert res["contrast"] >= 0 and res["style_progress"] > 0
+
+
+def test_model_deviations_name_the_equalized_output_conv_only_where_it_is_on():
+    on = experiments.generator_config("smoke", arch="residual")
+    (line,) = experiments.model_deviations(on)
+    assert "equalized learning rate" in line and "residual" in line
+    # a run's saved config (a dict) reads the same
+    assert experiments.model_deviations(to_dict(on)) == [line]
+    assert experiments.model_deviations(experiments.generator_config(
+        "smoke", arch="residual", overrides=["model.equalized_output=false"])) == []
+    assert experiments.model_deviations(experiments.generator_config("smoke", arch="multiscale")) == []
+    assert experiments.model_deviations(experiments.generator_config("smoke", arch="adain")) == []

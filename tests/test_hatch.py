@@ -1,0 +1,28 @@
+import json
+import math
+
+import pytest
+
+from bench import hatch
+
+
+def test_hatch_study_quick_run_writes_every_variant(tmp_path, data_ready):
+    assert hatch.main(["--quick", "--n-heldout", "2", "--out", str(tmp_path)]) == 0
+    (out,) = tmp_path.glob("hatch-*.json")
+    res = json.loads(out.read_text())
+    assert res["profile"] == "smoke"
+    assert list(res["variants"]) == ["profile default", "plain output conv"]
+    for name, r in res["variants"].items():
+        assert math.isfinite(r["excess_db"]) and r["style"] > 0 and r["content"] > 0
+        assert r["overrides"][:len(hatch.VARIANTS[name])] == hatch.VARIANTS[name]
+        assert isinstance(r["fix"], bool)
+    # the two variants are different generators (the profile default has the equalized output conv)
+    assert res["variants"]["profile default"]["run"] != res["variants"]["plain output conv"]["run"]
+
+
+def test_hatch_study_rejects_unknown_variant_and_bad_count(tmp_path):
+    with pytest.raises(SystemExit):
+        hatch.main(["--only", "blur", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        hatch.main(["--n-heldout", "0", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())
