@@ -1,5 +1,6 @@
 """The figure wing: notebook sources in sync, REPORT.md, figure records, runner errors."""
 import json
+import math
 import subprocess
 import sys
 
@@ -328,3 +329,21 @@ def test_budget_trend_reads_direction_and_crossing_off_a_log2_line():
 def test_sweep_and_trend_notebooks_have_make_targets():
     assert [p.stem for p in pipeline.resolve_figure("sweep")] == ["in_sweep_bn_vs_in"]
     assert [p.stem for p in pipeline.resolve_figure("trends")] == ["in_trends_budget"]
+
+
+def test_every_committed_generator_figure_reports_the_periodic_hatch():
+    # issue 18, part 4: the hatch statistic beside every figure that shows a trained generator
+    for name in ("in_fig3_padding", "in_fig4_gallery", "in_fig5_bn_vs_in", "in_fig6_resolution",
+                 "cin_multistyle", "adain_arbitrary"):
+        numbers = json.loads((paths.ROOT / "figures" / f"{name}.json").read_text())["numbers"]
+        found = []
+
+        def walk(node, key=""):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, k if "periodic" in k or "excess_db" in k else key)
+            elif isinstance(node, (int, float)) and ("periodic" in key or key == "excess_db"):
+                found.append(node)
+
+        walk(numbers)
+        assert found and all(math.isfinite(v) for v in found), name
