@@ -8,20 +8,27 @@ measured on the profile's held-out photos at its test size:
 - ``excess_db``: :func:`repro.metrics.periodic_artifacts`, the outputs' spectral peak at periods
   of 2-4 px over the photos' own (``peak_frequency``: where it lies, cycles/px along y, x);
 - ``style`` / ``content``: the held-out style and content losses (a fix must not buy the
-  hatch's removal with the stylization).
+  hatch's removal with the stylization);
+- ``decoder``: :func:`decoder_peaks`, the layer of the decoder where the pattern appears;
+- ``vgg_phase_style``: :func:`vgg_phase`, the style loss with the output shifted 0-3 px
+  against VGG's pooling grid.
 
 **What counts as a fix, written before the variants were run:** ``excess_db`` at most 6 dB (the
 bound of the figures' hatch rows) with a held-out style loss at most 1.25x the profile default's.
 
 Variants: the profile default; the plain output conv (``model.equalized_output=false``, the
 recipe before issue 18's part 1); a total-variation term (``loss.tv_weight=500``: about a third of
-the content term for a stylized image); bilinear upsampling. ``--quick``: the smoke profile, two
+the content term for a stylized image); bilinear upsampling; the loss network fed the output
+and photo at a random 0-3 px offset per sample (``loss.jitter=4``: the stride grid no longer
+aligned with VGG's pooling grid); a fixed blur after each upsampling block's ReLU
+(``model.upsample=antialiased``). ``--quick``: the smoke profile, two
 variants, a few steps (the tests run it). Results: ``bench/results/hatch-<machine>.json``.
 Nothing here asserts a number.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +36,9 @@ from pathlib import Path
 import torch
 
 from bench.run import RESULTS, machine_info, machine_slug
-from repro import data, experiments
+from repro import data, experiments, images, tasks
+from repro.checkpoint import load_generator
+from repro.inference import stylize
 from repro.atomic import atomic_write_json
 
 VARIANTS = {
@@ -37,6 +46,8 @@ VARIANTS = {
     "plain output conv": ["model.equalized_output=false"],
     "tv 500": ["loss.tv_weight=500"],
     "bilinear upsampling": ["model.upsample=bilinear"],
+    "loss jitter 4": ["loss.jitter=4"],
+    "antialiased upsampling": ["model.upsample=antialiased"],
 }
 FIX_DB = 6.0
 FIX_STYLE = 1.25
@@ -53,7 +64,62 @@ def measure(profile: str, style: str, overrides: list[str], n_heldout: int) -> d
     losses = experiments.heldout_losses(run, heldout, size)
     return {"overrides": overrides, "run": run.path.name, "excess_db": art["excess_db"],
             "peak_frequency": art["output_peak_frequency"], "style": losses["style"],
-            "content": losses["content"], "seconds": round(time.perf_counter() - t0, 1)}
+            "content": losses["content"], "decoder": decoder_peaks(run, heldout[:6], size),
+            "vgg_phase_style": vgg_phase(run, heldout, size),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+@torch.no_grad()
+def decoder_peaks(run, image_paths, size: int) -> list[dict]:
+    """Where the pattern appears: after each layer of the residual generator's decoder (from the
+    first upsampling on), the channel-averaged power spectrum at that map's period-2
+    frequencies (0.5 cycles/px along y, x or the diagonal: a 4 px period at the output for the
+    half-resolution maps) over the median of its 9 x 9 frequency neighbours, in dB, averaged
+    over the photos."""
+    model = load_generator(run).eval().float()
+    layers = list(model.net)
+    first = next(i for i, m in enumerate(layers) if isinstance(m, (torch.nn.Upsample, torch.nn.ConvTranspose2d)))
+    seen: dict[int, list[float]] = {}
+
+    def hook(i):
+        def record(module, inputs, out):
+            t = out[0].float() - out[0].float().mean((1, 2), keepdim=True)
+            h, w = t.shape[-2] // 2 * 2, t.shape[-1] // 2 * 2
+            power = (torch.fft.fft2(t[:, :h, :w]).abs() ** 2).mean(0).double() + 1e-20
+            pad = torch.nn.functional.pad(power[None, None], (4,) * 4, mode="circular")[0, 0]
+            local = pad.unfold(0, 9, 1).unfold(1, 9, 1).reshape(h, w, 81).median(-1).values
+            db = 10 * torch.log10(power / local)
+            seen.setdefault(i, []).append(float(max(db[h // 2, 0], db[0, w // 2], db[h // 2, w // 2])))
+        return record
+
+    handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(layers) if i >= first]
+    try:
+        for p in image_paths:
+            model(images.load_image(p, size=size)[None])
+    finally:
+        for h in handles:
+            h.remove()
+    return [{"layer": f"{i}:{type(layers[i]).__name__}", "period2_db": round(sum(v) / len(v), 1)}
+            for i, v in sorted(seen.items())]
+
+
+@torch.no_grad()
+def vgg_phase(run, image_paths, size: int) -> list[float]:
+    """The held-out style loss of the outputs cropped at offsets 0-3 px (the same crop of photo
+    and output, a multiple of 4 px less 4 a side): how much of the generator's gain depends on
+    its stride grid falling on VGG's pooling grid as it does in training (offset 0)."""
+    task = tasks.make_task(run.config, torch.device("cpu"), train=False)
+    model = load_generator(run).eval()
+    acc = [0.0] * 4
+    for p in image_paths:
+        x = images.load_image(p, size=size)
+        out = stylize(model, x).float()
+        h, w = (x.shape[-2] - 4) // 4 * 4, (x.shape[-1] - 4) // 4 * 4
+        for d in range(4):
+            terms = task.loss_fn(out[None, :, d:d + h, d:d + w], x[None, :, d:d + h, d:d + w],
+                                 style_targets=task.style_targets, weighted=False)
+            acc[d] += float(terms["style"]) / len(image_paths)
+    return [round(a, 4) for a in acc]
 
 
 def main(argv=None) -> int:
@@ -78,6 +144,12 @@ def main(argv=None) -> int:
     res = {"profile": profile, "style": args.style, "n_heldout": args.n_heldout, "machine": info,
            "fix": {"excess_db_at_most": FIX_DB, "style_at_most_x_default": FIX_STYLE}, "variants": {}}
     out = Path(args.out) / f"hatch-{machine_slug(info, device)}.json"
+    try:   # --only adds to this machine's earlier variants of the same measurement
+        prev = json.loads(out.read_text())
+        if all(prev.get(k) == res[k] for k in ("profile", "style", "n_heldout")):
+            res["variants"] = {k: v for k, v in prev.get("variants", {}).items() if k in VARIANTS}
+    except (OSError, ValueError):
+        pass
     for name in names:
         r = measure(profile, args.style, VARIANTS[name] + extra, args.n_heldout)
         res["variants"][name] = r

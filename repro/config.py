@@ -39,7 +39,7 @@ class ModelConfig:
     norm: str = "instance"            # "instance" | "batch" | "none" | "conditional_instance"
     padding: str = "reflect"          # "zero" | "reflect" | "replicate"
     width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
-    upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed"
+    upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed" | "antialiased" (+blur)
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
     output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
@@ -77,6 +77,10 @@ class LossConfig:
     vgg_weights: str = "auto"         # "auto" | "normalised" | "imagenet" | "random"
     vgg_pool: str = "max"             # "max" (VGG) | "avg" (Gatys et al.'s suggestion)
     vgg_padding: str = "zero"         # "zero" (VGG) | "reflect" (AdaIN's encoder, its loss network)
+    # residual/multiscale (adain ignores it): each output and its photo cropped at a random offset
+    # of 0..jitter-1 px before the loss network, so the generator's stride grid does not stay
+    # aligned with VGG's pooling grid (issue 18, the hatch; not in the papers). 0 = off
+    jitter: int = 0
 
 
 @dataclass
@@ -122,10 +126,12 @@ VOLATILE_KEYS = {"train.progress"}
 # Keys only some architectures read: hashed only for runs of those, so adding an option for one
 # architecture keeps every other run's directory (and its cache) unchanged; the others ignore it.
 ARCH_ONLY_KEYS = {"model.encoder_layer": ("adain",), "model.encoder_weights": ("adain",),
-                  "data.self_style": ("adain",), "model.equalized_output": ("residual", "multiscale")}
+                  "data.self_style": ("adain",), "model.equalized_output": ("residual", "multiscale"),
+                  "loss.jitter": ("residual", "multiscale")}
 # Keys added after runs existed, with the value every earlier run had: hashed only when set to
 # something else, so the runs that never set them keep their directories.
-HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False, "train.snapshots": []}
+HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False, "train.snapshots": [],
+                   "loss.jitter": 0}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -487,7 +493,7 @@ def validate(cfg: Config) -> None:
         if d[section][name] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {d[section][name]!r}")
     for key in ("data.n_train", "optim.lr_decay_every", "train.eval_every", "train.checkpoint_every",
-                "model.n_styles", "model.noise_channels"):
+                "model.n_styles", "model.noise_channels", "loss.jitter"):
         section, name = key.split(".")
         if d[section][name] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {d[section][name]!r}")
@@ -498,6 +504,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
     if cfg.data.self_style and cfg.model.arch != "adain":
         raise ConfigError("data.self_style is for arch=adain (a photo as its own style)")
+    if cfg.loss.jitter and cfg.loss.jitter * 4 > cfg.data.image_size:
+        raise ConfigError(f"loss.jitter ({cfg.loss.jitter}) must be at most a quarter of "
+                          f"data.image_size ({cfg.data.image_size}): the loss sees the crop less jitter px")
     if cfg.data.image_size > cfg.data.content_size:
         raise ConfigError(f"data.image_size ({cfg.data.image_size}) must not exceed "
                           f"data.content_size ({cfg.data.content_size}): crops come from the resized photos")

@@ -74,6 +74,25 @@ def training_photos(cfg: Config) -> data.RandomCrops:
                             transform=content_transform(cfg))
 
 
+def jitter_crops(y: torch.Tensor, x: torch.Tensor, offsets: list | None, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``loss.jitter`` = j: sample i of the output and of its photo cropped from ``offsets[i]``
+    (dy, dx in 0..j-1) to the size less j - 1, so where VGG's pooling grid falls on the
+    generator's stride grid changes from sample to sample (issue 18: the hatch)."""
+    if not offsets:
+        return y, x
+    h, w = y.shape[-2] - j + 1, y.shape[-1] - j + 1
+    return (torch.stack([y[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(offsets)]),
+            torch.stack([x[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(offsets)]))
+
+
+def draw_offsets(cfg: Config, batch_size: int, g: torch.Generator) -> list | None:
+    """The per-sample offsets of ``loss.jitter`` (none when it is 0: nothing drawn, so runs
+    without it see the random stream they always did)."""
+    if not cfg.loss.jitter:
+        return None
+    return torch.randint(cfg.loss.jitter, (batch_size, 2), generator=g).tolist()
+
+
 def select_style_targets(targets: dict, idx: torch.Tensor) -> dict:
     """Per-sample style targets for conditional IN: sample i gets style idx[i]."""
     return {l: (t[idx] if isinstance(t, torch.Tensor) else tuple(x[idx] for x in t))
@@ -146,9 +165,15 @@ class SingleStyle(Task):
         self.style_targets = self.loss_fn.compute_style_targets(style_images(cfg).to(device))
         self.photos = training_photos(cfg) if train else None
 
+    def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
+        batch = super().sample(batch_size, g, memory_format)
+        batch["offsets"] = draw_offsets(self.cfg, batch_size, g)
+        return batch
+
     def loss(self, model, batch: dict) -> dict:
         x = batch["x"]
-        return self.loss_fn(model(x).float(), x, style_targets=self.style_targets)
+        y, x = jitter_crops(model(x).float(), x, batch.get("offsets"), self.cfg.loss.jitter)
+        return self.loss_fn(y, x, style_targets=self.style_targets)
 
     def styles(self) -> list:
         return [None]
@@ -169,14 +194,14 @@ class ConditionalStyles(SingleStyle):
         self.n_styles = cfg.model.n_styles
 
     def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
-        batch = super().sample(batch_size, g, memory_format)
+        batch = super().sample(batch_size, g, memory_format)   # photos, offsets, then the styles
         batch["idx"] = torch.randint(self.n_styles, (batch_size,), generator=g).to(self.device)
         return batch
 
     def loss(self, model, batch: dict) -> dict:
         x, idx = batch["x"], batch["idx"]
-        return self.loss_fn(model(x, idx).float(), x,
-                            style_targets=select_style_targets(self.style_targets, idx))
+        y, x = jitter_crops(model(x, idx).float(), x, batch.get("offsets"), self.cfg.loss.jitter)
+        return self.loss_fn(y, x, style_targets=select_style_targets(self.style_targets, idx))
 
     def styles(self) -> list:
         return list(range(self.n_styles))

@@ -16,6 +16,10 @@ def test_hatch_study_quick_run_writes_every_variant(tmp_path, data_ready):
         assert math.isfinite(r["excess_db"]) and r["style"] > 0 and r["content"] > 0
         assert r["overrides"][:len(hatch.VARIANTS[name])] == hatch.VARIANTS[name]
         assert isinstance(r["fix"], bool)
+        # the decoder from its first upsampling to the output conv, each layer a finite dB
+        assert "Upsample" in r["decoder"][0]["layer"] and "Conv2d" in r["decoder"][-1]["layer"]
+        assert all(math.isfinite(d["period2_db"]) for d in r["decoder"])
+        assert len(r["vgg_phase_style"]) == 4 and all(v > 0 for v in r["vgg_phase_style"])
     # the two variants are different generators (the profile default has the equalized output conv)
     assert res["variants"]["profile default"]["run"] != res["variants"]["plain output conv"]["run"]
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from repro.models import MultiscaleGenerator, ResidualGenerator, build_generator
+from repro.models._common import Blur
 from repro.norms import ConditionalInstanceNorm
 
 ARCHS = ("multiscale", "residual")
@@ -125,14 +126,34 @@ def test_padding_mode_reaches_the_convolutions(arch, kw, size, margin):
     assert inner.numel() > 0 and inner.max() < 1e-5
 
 
-@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed"])
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed", "antialiased"])
 def test_residual_upsampling_options_keep_shape(upsample):
     model = build_generator("residual", upsample=upsample, **SMALL)
     n_transposed = sum(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
     assert n_transposed == (2 if upsample == "transposed" else 0)
     modes = {m.mode for m in model.modules() if isinstance(m, nn.Upsample)}
-    assert modes == (set() if upsample == "transposed" else {upsample})
+    expected = {"transposed": set(), "antialiased": {"nearest"}}.get(upsample, {upsample})
+    assert modes == expected
+    assert sum(isinstance(m, Blur) for m in model.modules()) == (2 if upsample == "antialiased" else 0)
     assert model(torch.rand(2, 3, 37, 50)).shape == (2, 3, 37, 50)
+
+
+def test_antialiased_upsampling_keeps_the_checkpoint_layout_of_nearest():
+    # the blur is a fixed filter: the same learned weights, nothing new in a checkpoint
+    near = build_generator("residual", upsample="nearest", **SMALL)
+    aa = build_generator("residual", upsample="antialiased", **SMALL)
+    assert [v.shape for v in near.state_dict().values()] == [v.shape for v in aa.state_dict().values()]
+
+
+def test_blur_removes_a_period_2_pattern_and_keeps_a_constant():
+    blur = Blur(2)
+    i = torch.arange(16.0)
+    stripes = ((-1.0) ** i)[None, None, :, None].expand(1, 2, 16, 16)
+    out = blur(0.5 + 0.25 * stripes)
+    # away from the reflected border the period-2 stripes are gone, the mean is kept
+    torch.testing.assert_close(out[..., 1:-1, :], torch.full_like(out[..., 1:-1, :], 0.5))
+    ramp = i[None, None, :, None].expand(1, 2, 16, 16)
+    torch.testing.assert_close(blur(ramp)[..., 1:-1, :], ramp[..., 1:-1, :])   # linear passes
 
 
 def test_multiscale_options():

@@ -342,3 +342,29 @@ def test_snapshot_fractions_are_checked_and_none_keeps_the_run_key():
     del d["train"]["snapshots"]
     assert runs.config_hash(plain) == runs.config_hash(d)
     assert runs.run_dir(tiny("train.snapshots=[0.5]")) != runs.run_dir(plain)
+
+
+def test_loss_jitter_crops_each_sample_at_its_own_offset_and_leaves_other_runs_alone():
+    from repro import tasks
+    plain, jit = tiny(), tiny("loss.jitter=4")
+    tp, tj = tasks.make_task(plain, "cpu"), tasks.make_task(jit, "cpu")
+    bp, bj = tp.sample(4, torch.Generator().manual_seed(3)), tj.sample(4, torch.Generator().manual_seed(3))
+    # the photos are drawn first: the same crops with and without jitter; no offsets without it
+    assert torch.equal(bp["x"], bj["x"]) and bp["offsets"] is None
+    assert len(bj["offsets"]) == 4 and all(0 <= a < 4 and 0 <= b < 4 for a, b in bj["offsets"])
+    y = torch.rand_like(bj["x"])
+    cy, cx = tasks.jitter_crops(y, bj["x"], bj["offsets"], 4)
+    n = bj["x"].shape[-1]
+    assert cy.shape[-2:] == (n - 3, n - 3) and cx.shape == cy.shape
+    for i, (a, b) in enumerate(bj["offsets"]):
+        assert torch.equal(cy[i], y[i, :, a:a + n - 3, b:b + n - 3])
+        assert torch.equal(cx[i], bj["x"][i, :, a:a + n - 3, b:b + n - 3])
+    # keyed only when on (earlier runs keep their directories), and checked
+    assert runs.config_hash(tiny("loss.jitter=0")) == runs.config_hash(plain) != runs.config_hash(jit)
+    for bad, msg in (("-1", "must be >= 0"), ("40", "at most a quarter")):
+        with pytest.raises(config_mod.ConfigError, match=f"loss.jitter.*{msg}"):
+            tiny(f"loss.jitter={bad}")
+    # the trainer runs it, conditional IN included (its style index is drawn after the offsets)
+    run = train(tiny("loss.jitter=2", "train.checkpoint_every=0", "model.norm=conditional_instance",
+                     "model.n_styles=2", "data.style=[candy,mosaic]"), progress=False)
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in runs.metrics(run))
