@@ -24,6 +24,7 @@ normalizing_style = "candy"      # the common style of panel (c); a generator tr
 seeds = [0]
 last_fraction = 0.25             # the gap is measured over this last part of training
 window = 2                       # moving-average window of the smoothed curves (steps)
+train_overrides = []             # the cpu profile trains these 12 runs at the sweep's size
 
 # %%
 import matplotlib.pyplot as plt
@@ -37,7 +38,8 @@ from repro.figures import plots
 torch.manual_seed(0)
 rec = figures.FigureRecord("adain_fig1_in_vs_bn", profile, title="IN vs BN on normalized images",
                            params=dict(style=style, normalizing_style=normalizing_style, seeds=seeds,
-                                       last_fraction=last_fraction, window=window))
+                                       last_fraction=last_fraction, window=window,
+                                       train_overrides=train_overrides))
 
 # panel (c) needs a generator of the common style: the IN residual generator of this profile
 # (at `cpu`, the one IN Fig. 4 trained, reused through the run cache)
@@ -54,7 +56,8 @@ curves, finals = {}, {}
 for panel, overrides in panels.items():
     for norm in ("batch", "instance"):
         for seed in seeds:
-            choice = dict(norm=norm, style=style, overrides=overrides + [f"train.seed={seed}"])
+            choice = dict(norm=norm, style=style,
+                          overrides=[*train_overrides, *overrides, f"train.seed={seed}"])
             run = experiments.train_generator(profile, progress=False, **choice)
             cfg = to_dict(run.config)
             rows = run.metrics()
