@@ -174,8 +174,8 @@ def periodic_artifacts(run, image_paths, size: int, *, style: int | None = None)
 
 
 MEASURE_CALL = r"""
-# times call(x) and samples the resident size while it runs; the code before this defines x
-# and call (and has warmed call up)
+# measures the memory of one call(x) (the kernel's high-water mark, see repro.budget.PeakRSS);
+# the code before this defines x and call (and has warmed call up)
 import json, time
 from repro.budget import PeakRSS
 with PeakRSS() as memory:
@@ -187,7 +187,26 @@ print(json.dumps({"seconds": seconds, "peak_bytes": memory.peak, "extra_bytes": 
 """
 """A child process's measurement of one call (IN Fig. 6, ``bench/memory.py``)."""
 
-_MEASURE = r"""
+TIME_CALLS = r"""
+# times call(x): one call at this very size first (the first call at a new size pays for the
+# allocator and the kernels' first use: 2-3x a later call at 1080 px on 2 cores), then the
+# median of `repeats` calls; the code before this defines x, call and repeats, and has warmed
+# call up on a small crop
+import json, statistics, time
+t = time.perf_counter()
+y = call(x)
+first = time.perf_counter() - t
+times = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    y = call(x)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"seconds": statistics.median(times), "times": times, "first_seconds": first,
+                  "shape": list(getattr(y, "shape", ()))}))
+"""
+"""A child process's timing of a call, warmed up at the measured size (IN Fig. 6)."""
+
+_SETUP = r"""
 import sys, torch
 from repro import images
 from repro.checkpoint import load_generator
@@ -196,26 +215,33 @@ torch.set_num_threads(int(sys.argv[3]))
 model = load_generator(sys.argv[1])
 x = images.load_image(sys.argv[2])                    # already at the size to measure
 call = lambda img: stylize(model, img, precision=sys.argv[4])
-call(images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels)
-""" + MEASURE_CALL
+repeats = int(sys.argv[5])
+call(images.center_crop(x, min(64, *x.shape[-2:])))  # warm-up (allocator, kernels, weights)
+"""
 
 
-def measure_stylize(run, image_path, size: int, threads: int = 2, precision: str = "auto") -> dict:
-    """Time and memory of one stylization at ``size`` (shorter side) and ``precision`` (as in
-    ``stylize``: the default fast path, or ``"fp32"``), in a fresh process.
+def measure_stylize(run, image_path, size: int, threads: int = 2, precision: str = "auto",
+                    repeats: int = 3) -> dict:
+    """Time and memory of a stylization at ``size`` (shorter side) and ``precision`` (as in
+    ``stylize``: the default fast path, or ``"fp32"``), each in a fresh process.
 
     The input is resized here and handed over as a PNG, so the child never decodes anything
-    larger than what it stylizes. ``seconds`` comes from one child; ``extra_bytes`` (how far the
-    call raised the resident size above its size just before, sampled every 0.5 ms) and
-    ``peak_bytes`` from a second child whose allocator returns every block of 128 KiB or more
-    to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so its resident size follows
-    the live tensors (glibc's default keeps memory freed earlier, during loading and warm-up,
-    which makes the extra meaningless).
+    larger than what it stylizes. ``seconds`` is the median of ``repeats`` calls in one child,
+    after a 64 px warm-up and a first call at the same size (``times``: each call;
+    ``first_seconds``: that first call, the one-shot cost);
+    ``extra_bytes`` (how far one call raised the resident size above its size just before) and
+    ``peak_bytes`` come from a second child, after a 64 px warm-up, whose allocator returns
+    every block of 128 KiB or more to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``),
+    so its resident size follows the live tensors (glibc's default keeps memory freed earlier,
+    during loading and warm-up, which makes the extra meaningless).
     """
-    def child(tmp: str, env: dict) -> dict:
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+
+    def child(tmp: str, code: str, env: dict) -> dict:
         resized = Path(tmp) / "input.png"
-        out = subprocess.run([sys.executable, "-c", _MEASURE, str(run), str(resized), str(threads),
-                              precision], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", code, str(run), str(resized), str(threads),
+                              precision, str(repeats)], capture_output=True, text=True,
                              env={**os.environ, **env})
         if out.returncode != 0:
             raise RuntimeError(f"measuring the stylization of {image_path} at {size} px failed:\n"
@@ -224,6 +250,7 @@ def measure_stylize(run, image_path, size: int, threads: int = 2, precision: str
 
     with tempfile.TemporaryDirectory() as tmp:
         images.save_image(images.load_image(image_path, size=size), Path(tmp) / "input.png")
-        timed = child(tmp, {})
-        memory = child(tmp, {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)})
-    return {**timed, "peak_bytes": memory["peak_bytes"], "extra_bytes": memory["extra_bytes"]}
+        timed = child(tmp, _SETUP + TIME_CALLS, {})
+        memory = child(tmp, _SETUP + MEASURE_CALL, {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)})
+    return {**timed, "peak_bytes": memory["peak_bytes"],
+            "extra_bytes": memory["extra_bytes"]}

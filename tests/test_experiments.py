@@ -33,8 +33,13 @@ def test_heldout_losses_bn_eval_and_train_modes_differ():
 
 def test_measure_stylize_runs_in_a_fresh_process():
     run = experiments.train_generator("smoke", overrides=FAST, progress=False)
-    m = experiments.measure_stylize(run, data.content_path("karya"), size=40, threads=1)
+    m = experiments.measure_stylize(run, data.content_path("karya"), size=40, threads=1, repeats=2)
     assert m["shape"] == [3, 40, 40] and m["seconds"] > 0 and m["extra_bytes"] >= 0
+    # the time is the median of the repeated calls after the first call at this size
+    assert len(m["times"]) == 2 and m["seconds"] == pytest.approx(sum(m["times"]) / 2)
+    assert m["first_seconds"] > 0
+    with pytest.raises(ValueError, match="repeats"):
+        experiments.measure_stylize(run, data.content_path("karya"), size=40, repeats=0)
 
 
 def test_profile_arch_defaults_apply_per_architecture():
