@@ -21,7 +21,9 @@ recipe before issue 18's part 1); a total-variation term (``loss.tv_weight=500``
 the content term for a stylized image); bilinear upsampling; the loss network fed the output
 and photo at a random 0-3 px offset per sample (``loss.jitter=4``: the stride grid no longer
 aligned with VGG's pooling grid); a fixed blur after each upsampling block's ReLU
-(``model.upsample=antialiased``). ``--quick``: the smoke profile, two
+(``model.upsample=antialiased``); Zhang's BlurPool in place of the encoder's two stride-2 convs
+(``model.downsample=antialiased``: the conv at stride 1, norm, ReLU, blur, every second pixel).
+``--trend STEPS``: the profile default trained for STEPS, its hatch at each snapshot. ``--quick``: the smoke profile, two
 variants, a few steps (the tests run it). Results: ``bench/results/hatch-<machine>.json``.
 Nothing here asserts a number.
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 import torch
 
 from bench.run import RESULTS, machine_info, machine_slug
-from repro import data, experiments, images, tasks
+from repro import data, experiments, images, metrics, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 from repro.atomic import atomic_write_json
@@ -48,6 +50,7 @@ VARIANTS = {
     "bilinear upsampling": ["model.upsample=bilinear"],
     "loss jitter 4": ["loss.jitter=4"],
     "antialiased upsampling": ["model.upsample=antialiased"],
+    "antialiased downsampling": ["model.downsample=antialiased"],
 }
 FIX_DB = 6.0
 FIX_STYLE = 1.25
@@ -66,6 +69,29 @@ def measure(profile: str, style: str, overrides: list[str], n_heldout: int) -> d
             "peak_frequency": art["output_peak_frequency"], "style": losses["style"],
             "content": losses["content"], "decoder": decoder_peaks(run, heldout[:6], size),
             "vgg_phase_style": vgg_phase(run, heldout, size),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def along_training(profile: str, style: str, steps: int, n_heldout: int, extra: list[str]) -> dict:
+    """The profile default trained for ``steps`` (its snapshots at 1/8, 1/4, 1/2 of them, the
+    profile's ``train.snapshots``, and the end), each snapshot's hatch and held-out style loss:
+    whether the hatch fades with a longer training (the trend ``in_trends_budget`` extrapolates
+    from Fig. 5's 400 steps)."""
+    t0 = time.perf_counter()
+    overrides = [f"optim.steps={steps}", f"train.eval_every={max(steps // 4, 1)}",
+                 f"train.checkpoint_every={max(steps // 8, 1)}", *extra]
+    run = experiments.train_generator(profile, arch="residual", norm="instance", style=style,
+                                      overrides=overrides, progress=False)
+    size = run.config.data.test_size
+    heldout = data.content_paths("test")[:n_heldout]
+    photos = [images.load_image(p, size=size) for p in heldout]
+    rows = {}
+    for step, path in sorted(run.snapshots().items()):
+        model = load_generator(path)
+        art = metrics.periodic_artifacts([stylize(model, x) for x in photos], photos)
+        losses = experiments.heldout_losses(run, heldout, size, model=model)
+        rows[str(step)] = {"excess_db": art["excess_db"], "style": losses["style"], "content": losses["content"]}
+    return {"overrides": overrides, "run": run.path.name, "steps": rows,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -129,11 +155,17 @@ def main(argv=None) -> int:
     p.add_argument("--n-heldout", type=int, default=12, help="held-out photos measured (default 12)")
     p.add_argument("--only", nargs="*", choices=list(VARIANTS), metavar="VARIANT",
                    help=f"some of: {', '.join(repr(v) for v in VARIANTS)}")
+    p.add_argument("--trend", type=int, metavar="STEPS",
+                   help="instead of the variants: the profile default trained for STEPS, its hatch at each snapshot")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     args = p.parse_args(argv)
     if args.n_heldout < 1:
         p.error(f"--n-heldout must be >= 1, got {args.n_heldout}")
+    if args.trend is not None and args.trend < 8:
+        p.error(f"--trend must be at least 8 steps (its snapshots are at 1/8, 1/4, 1/2), got {args.trend}")
     profile = "smoke" if args.quick else "cpu"
+    if args.trend is not None:
+        return main_trend(profile, args)
     names = args.only or (list(VARIANTS)[:2] if args.quick else list(VARIANTS))
     extra = ["optim.steps=4", "train.eval_every=0", "train.checkpoint_every=0"] if args.quick else []
     for name in names:   # every variant's config is checked before any is trained
@@ -162,6 +194,22 @@ def main(argv=None) -> int:
             r["fix"] = bool(r["excess_db"] <= FIX_DB and r["style"] <= FIX_STYLE * base["style"])
         atomic_write_json(out, res)
     print(f"wrote {out}")
+    return 0
+
+
+def main_trend(profile: str, args) -> int:
+    extra = ["train.eval_every=0", "train.checkpoint_every=0"] if args.quick else []
+    experiments.generator_config(profile, arch="residual", norm="instance", style=args.style,
+                                 overrides=[f"optim.steps={args.trend}", *extra])  # checked before training
+    device = torch.device("cpu")
+    info = machine_info(device)
+    out = Path(args.out) / f"hatch-trend-{machine_slug(info, device)}.json"
+    r = along_training(profile, args.style, args.trend, args.n_heldout, extra)
+    for step, row in r["steps"].items():
+        print(f"step {step}: hatch {row['excess_db']:+.1f} dB, style {row['style']:.3g}, content {row['content']:.3g}")
+    atomic_write_json(out, {"profile": profile, "style": args.style, "n_heldout": args.n_heldout,
+                            "machine": info, "trend": r})
+    print(f"wrote {out} ({r['seconds']:.0f} s)")
     return 0
 
 

@@ -12,6 +12,10 @@
 # cross the threshold (a straight line in log2(steps) through the last three points,
 # `repro.metrics.budget_trend`; an extrapolation, not a measurement).
 #
+# The fine periodic hatch of the residual generator (issue 18, part 4; IN Fig. 4 and 5 carry
+# it) is followed the same way, along Fig. 5's residual IN and BN generators' training, with the
+# figures' bound (`periodic_bound`: at most 6 dB over the photos' own spectrum).
+#
 # Conditional IN is measured with several seeds (the network and its single-style reference
 # both); the two networks are compared at the same fraction of their training, which is the
 # same number of crops per style.
@@ -29,6 +33,8 @@ cin_style = "candy"       # the style whose ratio is followed over seeds
 cin_seeds = [0, 1]
 close_bound = 1.5         # cin_multistyle's bound
 style_ratio_bound = 0.5   # adain_arbitrary's "far below"
+hatch_style = "starry_night"  # in_fig5_bn_vs_in's style: its residual runs, reused
+periodic_bound = 6.0      # in_fig4_gallery's hatch bound (dB)
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,7 +52,8 @@ rec = figures.FigureRecord("in_trends_budget", profile, title="claims along the 
                            params=dict(fig3_style=fig3_style, fig3_overrides=fig3_overrides,
                                        adain_unseen=adain_unseen, cin_styles=cin_styles,
                                        cin_overrides=cin_overrides, cin_style=cin_style, cin_seeds=cin_seeds,
-                                       close_bound=close_bound, style_ratio_bound=style_ratio_bound))
+                                       close_bound=close_bound, style_ratio_bound=style_ratio_bound,
+                                       hatch_style=hatch_style, periodic_bound=periodic_bound))
 trends = {}
 
 
@@ -123,6 +130,25 @@ for style in adain_unseen:
 rec.numbers["adain_style_ratio"] = {k: {str(s): v for s, v in d.items()} for k, d in adain_ratio.items()}
 
 # %% [markdown]
+# ## The residual generator's fine hatch along training (IN Fig. 5's runs)
+
+# %%
+hatch = {}
+for norm in ("instance", "batch"):
+    run = experiments.train_generator(profile, arch="residual", norm=norm, style=hatch_style, progress=False)
+    size = run.config.data.test_size
+    photos = [images.load_image(p, size=size) for p in heldout]
+    label = {"instance": "residual + IN", "batch": "residual + BN"}[norm]
+    hatch[label] = {step: metrics.periodic_artifacts([stylize(load_generator(path), x) for x in photos],
+                                                     photos)["excess_db"]
+                    for step, path in run.snapshots().items()}
+    steps = sorted(hatch[label])
+    record_trend(f"hatch_{norm}", f"issue 18: {label} ({hatch_style}) draws no fine periodic pattern the photos "
+                 f"lack (at most {periodic_bound:g} dB)", steps, [hatch[label][t] for t in steps],
+                 periodic_bound, True, "issue 18 (not in the paper)", "spectral peak at 2-4 px periods, dB")
+rec.numbers["hatch_excess_db"] = {k: {str(s): v for s, v in d.items()} for k, d in hatch.items()}
+
+# %% [markdown]
 # ## Conditional IN: the N-style network over the single-style one, along training, per seed
 
 # %%
@@ -156,8 +182,9 @@ panels = [("IN Fig. 3: border excess", {k: fig3[k] for k in variants}, [(0.5, "n
                                                                         (0.25, "removed: < 0.25")]),
           ("AdaIN: style loss / photo's, unseen styles", adain_ratio, [(style_ratio_bound, "far below")]),
           (f"conditional IN: {cin_style} / single-style", {f"seed {s}": d for s, d in cin_ratio.items()},
-           [(close_bound, "close")])]
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+           [(close_bound, "close")]),
+          (f"residual generator's hatch ({hatch_style}), dB", hatch, [(periodic_bound, "no hatch")])]
+fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
 for ax, (title, lines, bounds) in zip(axes, panels):
     for label, d in lines.items():
         steps = sorted(d)

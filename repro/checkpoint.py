@@ -36,6 +36,8 @@ def model_kwargs(model_cfg) -> dict:
               output=m.get("output", "sigmoid"))
     if m["arch"] == "residual":
         kw["upsample"] = m.get("upsample", "nearest")
+        if m.get("downsample", "strided") != "strided":
+            kw["downsample"] = m["downsample"]
     if m["arch"] == "multiscale" and m.get("noise_channels"):
         kw["noise_channels"] = m["noise_channels"]
     if m["norm"] == "conditional_instance":

@@ -22,7 +22,7 @@ from repro import paths
 from repro.data import TRANSFORMS
 from repro.losses import STYLE_STATS
 from repro.models import ARCHS, OUTPUTS, PADDINGS
-from repro.models.residual import UPSAMPLES
+from repro.models.residual import DOWNSAMPLES, UPSAMPLES
 from repro.norms import NORM_KINDS
 from repro.precision import PRECISIONS
 from repro.vgg import PADDINGS as VGG_PADDINGS, POOLS, VGG_ARCHS, WEIGHTS
@@ -40,6 +40,7 @@ class ModelConfig:
     padding: str = "reflect"          # "zero" | "reflect" | "replicate"
     width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
     upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed" | "antialiased" (+blur)
+    downsample: str = "strided"       # residual only: "strided" (stride-2 conv) | "antialiased" (stride 1 + BlurPool)
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)
     output: str = "sigmoid"           # "sigmoid" (in [0, 1]) | "linear" (clamped only at inference)
@@ -127,11 +128,11 @@ VOLATILE_KEYS = {"train.progress"}
 # architecture keeps every other run's directory (and its cache) unchanged; the others ignore it.
 ARCH_ONLY_KEYS = {"model.encoder_layer": ("adain",), "model.encoder_weights": ("adain",),
                   "data.self_style": ("adain",), "model.equalized_output": ("residual", "multiscale"),
-                  "loss.jitter": ("residual", "multiscale")}
+                  "loss.jitter": ("residual", "multiscale"), "model.downsample": ("residual",)}
 # Keys added after runs existed, with the value every earlier run had: hashed only when set to
 # something else, so the runs that never set them keep their directories.
 HASHED_WHEN_NOT = {"loss.vgg_padding": "zero", "model.equalized_output": False, "train.snapshots": [],
-                   "loss.jitter": 0}
+                   "loss.jitter": 0, "model.downsample": "strided"}
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -461,6 +462,7 @@ _CHOICES = {  # each vocabulary is owned by the module that implements it
     "model.norm": NORM_KINDS,
     "model.padding": tuple(PADDINGS),
     "model.upsample": UPSAMPLES,
+    "model.downsample": DOWNSAMPLES,
     "model.output": OUTPUTS,
     "data.transform": TRANSFORMS,
     "loss.style_stat": STYLE_STATS,

@@ -30,3 +30,17 @@ def test_hatch_study_rejects_unknown_variant_and_bad_count(tmp_path):
     with pytest.raises(SystemExit):
         hatch.main(["--n-heldout", "0", "--out", str(tmp_path)])
     assert not list(tmp_path.iterdir())
+
+
+def test_hatch_trend_measures_every_snapshot_of_one_longer_run(tmp_path, data_ready):
+    assert hatch.main(["--quick", "--trend", "8", "--n-heldout", "2", "--out", str(tmp_path)]) == 0
+    (out,) = tmp_path.glob("hatch-trend-*.json")
+    r = json.loads(out.read_text())["trend"]
+    # the smoke profile keeps snapshots at 1/4 and 1/2 of the steps, then the end
+    assert sorted(r["steps"], key=int) == ["2", "4", "8"]
+    assert "optim.steps=8" in r["overrides"]
+    assert all(math.isfinite(v["excess_db"]) and v["style"] > 0 for v in r["steps"].values())
+    # the snapshots are different generators
+    assert len({v["style"] for v in r["steps"].values()}) == 3
+    with pytest.raises(SystemExit):
+        hatch.main(["--trend", "4", "--out", str(tmp_path)])

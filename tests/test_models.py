@@ -145,6 +145,32 @@ def test_antialiased_upsampling_keeps_the_checkpoint_layout_of_nearest():
     assert [v.shape for v in near.state_dict().values()] == [v.shape for v in aa.state_dict().values()]
 
 
+def test_antialiased_downsampling_is_blurpool_after_a_stride_1_conv(tmp_path):
+    from repro.checkpoint import load_generator, save_checkpoint
+    from repro.config import Config
+
+    strided = build_generator("residual", **SMALL)
+    aa = build_generator("residual", downsample="antialiased", **SMALL)
+    assert [c.stride for c in aa.modules() if isinstance(c, nn.Conv2d) and c.stride != (1, 1)] == []
+    assert [b.stride for b in aa.modules() if isinstance(b, Blur)] == [2, 2]
+    assert sum(c.stride == (2, 2) for c in strided.modules() if isinstance(c, nn.Conv2d)) == 2
+    # the same learned weights (the blur is fixed), the same sizes, a different function
+    assert [v.shape for v in strided.state_dict().values()] == [v.shape for v in aa.state_dict().values()]
+    aa.load_state_dict(dict(zip(aa.state_dict(), strided.state_dict().values())))  # the blurs shift the keys
+    x = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        assert aa(x).shape == x.shape and not torch.allclose(aa(x), strided(x))
+    # a checkpoint rebuilds the option from its config
+    cfg = Config()
+    cfg.model.downsample, cfg.model.width = "antialiased", SMALL["width"]
+    save_checkpoint(tmp_path / "m.pt", model=build_generator("residual", downsample="antialiased",
+                                                             width=SMALL["width"]), step=0, config=cfg)
+    loaded = load_generator(tmp_path / "m.pt")
+    assert [b.stride for b in loaded.modules() if isinstance(b, Blur)] == [2, 2]
+    with pytest.raises(ValueError, match="downsample"):
+        build_generator("residual", downsample="blurpool", **SMALL)
+
+
 def test_blur_removes_a_period_2_pattern_and_keeps_a_constant():
     blur = Blur(2)
     i = torch.arange(16.0)

@@ -368,3 +368,13 @@ def test_loss_jitter_crops_each_sample_at_its_own_offset_and_leaves_other_runs_a
     run = train(tiny("loss.jitter=2", "train.checkpoint_every=0", "model.norm=conditional_instance",
                      "model.n_styles=2", "data.style=[candy,mosaic]"), progress=False)
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in runs.metrics(run))
+
+
+def test_downsample_is_keyed_only_when_antialiased_and_only_for_the_residual_generator():
+    plain, aa = tiny(), tiny("model.downsample=antialiased")
+    assert runs.config_hash(tiny("model.downsample=strided")) == runs.config_hash(plain) != runs.config_hash(aa)
+    # the multi-scale generator has no stride-2 convs: the key does not split its runs
+    ms = tiny("model.arch=multiscale", "model.downsample=antialiased")
+    assert runs.config_hash(ms) == runs.config_hash(tiny("model.arch=multiscale"))
+    with pytest.raises(config_mod.ConfigError, match="model.downsample"):
+        tiny("model.downsample=blurpool")

@@ -39,7 +39,8 @@ def build_generator(arch: str, norm: str | None = None, padding: str | None = No
     """Generator ``arch`` ("multiscale" | "residual") with ``norm`` ("batch" | "instance" (default) |
     "none" | "conditional_instance", the latter with ``n_styles=``) and ``padding`` ("zero" |
     "reflect" (default) | "replicate"). Further keywords go to the class: ``width``, ``output``
-    ("sigmoid" | "linear"), ``n_styles``; residual: ``upsample`` ("nearest" | "bilinear" | "transposed" | "antialiased");
+    ("sigmoid" | "linear"), ``n_styles``; residual: ``upsample`` ("nearest" | "bilinear" | "transposed" | "antialiased"),
+    ``downsample`` ("strided" | "antialiased");
     multiscale: ``n_scales``, ``activation`` ("relu" | "leaky_relu"), ``noise_channels``.
 
     ``arch="adain"`` builds :class:`AdaINNet` (``encoder_layer``, ``vgg_weights``,

@@ -28,17 +28,19 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1,
 class Blur(nn.Module):
     """A fixed [1, 2, 1] x [1, 2, 1] / 16 low-pass per channel (the binomial filter of Zhang 2019,
     "Making convolutional networks shift-invariant again"), size-preserving with a reflected
-    border. It removes the period-2 pattern of its input (zero response at 0.5 cycles/px)."""
+    border, or with ``stride=2`` Zhang's BlurPool (the low-pass, then every second pixel). It removes the period-2 pattern of its input (zero response at 0.5 cycles/px)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, stride: int = 1):
         super().__init__()
+        self.stride = stride  # 2: Zhang's BlurPool (blur, then keep every second pixel)
         k = torch.tensor([1.0, 2.0, 1.0])
         # not persistent: a fixed filter, so checkpoints hold nothing new
         self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(channels, 1, 3, 3).clone(),
                              persistent=False)
 
     def forward(self, x):
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1],
+                        stride=self.stride)
 
 
 class EqualizedConv2d(nn.Conv2d):

@@ -10,6 +10,9 @@ conv-norm-ReLU-conv-norm plus identity. Upsampling is nearest x2 followed by a 3
 nearest x2 with a fixed blur after the block's ReLU (``upsample="antialiased"``; not in the
 papers: it did not remove the hatch either, bench/README.md) or a 3x3 stride-2 transposed conv
 (``upsample="transposed"``, as the original). A transposed conv has no padding mode: its implicit border is always zero.
+Downsampling is a stride-2 conv (as the original), or the same conv at stride 1 followed by
+the norm, the ReLU and Zhang's BlurPool (``downsample="antialiased"``; not in the papers: tried
+against the hatch of issue 18, bench/README.md).
 Deviations from the original: 9x9 output conv without the ``150 * tanh`` (output mapping see
 :class:`~repro.models._common.Generator`); the original pads with zeros, our default is reflection.
 """
@@ -24,6 +27,7 @@ from repro.choices import check_choice
 from ._common import Blur, Generator, StyledSequential, conv, scaled
 
 UPSAMPLES = ("nearest", "bilinear", "transposed", "antialiased")
+DOWNSAMPLES = ("strided", "antialiased")
 
 
 class ResidualBlock(nn.Module):
@@ -51,17 +55,23 @@ class ResidualGenerator(Generator):
 
     def __init__(self, norm: str = "instance", padding: str = "reflect", width: float = 1.0,
                  upsample: str = "nearest", output: str = "sigmoid", n_styles: int | None = None,
-                 equalized_output: bool = False):
+                 equalized_output: bool = False, downsample: str = "strided"):
         super().__init__(dict(arch="residual", norm=norm, padding=padding, width=width,
                               upsample=upsample, output=output, n_styles=n_styles,
-                              equalized_output=equalized_output))
+                              equalized_output=equalized_output, downsample=downsample))
         check_choice("upsample", upsample, UPSAMPLES)
+        check_choice("downsample", downsample, DOWNSAMPLES)
         c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
         kw = self.norm_kw()
 
         def conv_norm_relu(cin, cout, kernel, stride=1):
             return [conv(cin, cout, kernel, stride, padding), make_norm(norm, cout, **kw),
                     nn.ReLU()]
+
+        def down(cin, cout):
+            if downsample == "strided":
+                return conv_norm_relu(cin, cout, 3, stride=2)
+            return conv_norm_relu(cin, cout, 3) + [Blur(cout, stride=2)]
 
         def up(cin, cout):
             if upsample in ("nearest", "bilinear", "antialiased"):
@@ -76,8 +86,8 @@ class ResidualGenerator(Generator):
 
         self.net = StyledSequential(
             *conv_norm_relu(3, c1, 9),
-            *conv_norm_relu(c1, c2, 3, stride=2),
-            *conv_norm_relu(c2, c3, 3, stride=2),
+            *down(c1, c2),
+            *down(c2, c3),
             *(ResidualBlock(c3, norm, padding, **kw) for _ in range(5)),
             *up(c3, c2),
             *up(c2, c1),
