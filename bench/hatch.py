@@ -73,8 +73,9 @@ def measure(profile: str, style: str, overrides: list[str], n_heldout: int) -> d
 
 
 def along_training(profile: str, style: str, steps: int, n_heldout: int, extra: list[str]) -> dict:
-    """The profile default trained for ``steps`` (its snapshots at 1/8, 1/4, 1/2 of them, the
-    profile's ``train.snapshots``, and the end), each snapshot's hatch and held-out style loss:
+    """The profile default trained for ``steps`` (its snapshots at the profile's
+    ``train.snapshots`` fractions of them, 1/8, 1/4, 1/2 at cpu, and the end), each snapshot's
+    hatch and held-out style loss:
     whether the hatch fades with a longer training (the trend ``in_trends_budget`` extrapolates
     from Fig. 5's 400 steps)."""
     t0 = time.perf_counter()
@@ -162,7 +163,9 @@ def main(argv=None) -> int:
     if args.n_heldout < 1:
         p.error(f"--n-heldout must be >= 1, got {args.n_heldout}")
     if args.trend is not None and args.trend < 8:
-        p.error(f"--trend must be at least 8 steps (its snapshots are at 1/8, 1/4, 1/2), got {args.trend}")
+        p.error(f"--trend must be at least 8 steps (the profile's snapshots are fractions of them), got {args.trend}")
+    if args.trend is not None and args.only:
+        p.error("--trend trains the profile default only: leave out --only")
     profile = "smoke" if args.quick else "cpu"
     if args.trend is not None:
         return main_trend(profile, args)

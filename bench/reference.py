@@ -78,9 +78,10 @@ class TransformerNet(nn.Module):
         """The reference with a trained ``repro`` residual IN generator's weights."""
         cfg = model.config
         if cfg["arch"] != "residual" or cfg["norm"] != "instance" or cfg["padding"] != "reflect" \
-                or cfg.get("upsample", "nearest") != "nearest" or cfg["output"] != "sigmoid":
+                or cfg.get("upsample", "nearest") != "nearest" or cfg["output"] != "sigmoid" \
+                or cfg.get("downsample", "strided") != "strided":
             raise ValueError(f"the reference covers the residual IN generator with reflection padding, "
-                             f"nearest upsampling and a sigmoid output; got {cfg}")
+                             f"stride-2 downsampling, nearest upsampling and a sigmoid output; got {cfg}")
         ref = cls(cfg["width"])
         src = model.state_dict()
         # repro's net.<i> indices: conv, norm, relu triples; 5 residual blocks at 9..13

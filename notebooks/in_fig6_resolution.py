@@ -9,8 +9,8 @@
 # and the memory one call adds (another fresh process). **Claim:** both resolutions
 # work, and time and memory grow roughly in proportion to the number of pixels (within 1.5x
 # of the pixel ratio: a fully convolutional network has no term that grows faster). The time
-# row is asserted only at the gpu and paper profiles: on a CPU the per-pixel time also depends
-# on whether the feature maps fit in the caches.
+# row is recorded, not asserted: it is measured on this machine's CPU at every profile, and a
+# CPU's time per pixel also depends on whether the feature maps fit in its caches.
 # Recorded beside it (issue 18, no claim): `repro.metrics.periodic_artifacts` of each output
 # against the photo at the same size, the fine 2-4 px hatch in dB over the photo's spectrum; its
 # period is in output pixels, so the 1080 px window shows it at full size.
@@ -59,18 +59,18 @@ ok_shapes = all(list(outs[s].shape[-2:]) == list(images.load_image(source, size=
 rec.claim("the generator trained on small crops applies at both resolutions (fully convolutional)",
           ", ".join(f"{s} px: {measured[s]['seconds']:.2f} s, {measured[s]['extra_bytes'] / 2**20:.0f} MiB"
                     for s in sizes), holds=ok_shapes, paper="IN Fig. 6")
-# one threshold (1.5x the pixel ratio), two rows: the memory is the network's; the time also
-# depends on the machine's caches, so it is asserted only where the time is measured on a GPU
+# one threshold (1.5x the pixel ratio), two rows: the memory is the network's; the time (always
+# on the CPU, measure_stylize) also depends on the machine's caches, so it is only recorded
 rec.claim("memory grows roughly in proportion to the pixels (within 1.5x of the pixel ratio)",
           f"{pix:.1f}x the pixels: {m_ratio:.1f}x the memory", holds=m_ratio < 1.5 * pix, paper="IN Fig. 6")
-per_px = {s: measured[s]["seconds"] / s**2 * 1e6 for s in sizes}
+per_px = {s: measured[s]["seconds"] / (measured[s]["shape"][-2] * measured[s]["shape"][-1]) * 1e6 for s in sizes}
 rec.claim("time grows roughly in proportion to the pixels (within 1.5x of the pixel ratio)",
           f"{pix:.1f}x the pixels: {t_ratio:.1f}x the time ("
           + ", ".join(f"{per_px[s]:.2f} us/px at {s} px" for s in sizes) + ")",
-          holds=t_ratio < 1.5 * pix, paper="IN Fig. 6", assert_at=("gpu", "paper"))
+          holds=t_ratio < 1.5 * pix, paper="IN Fig. 6", assert_at=())
 if t_ratio >= 1.5 * pix:
-    rec.note("The time per pixel rises with the size on this CPU, by more than the 1.5x allowed. The torch "
-             "profiler (2 cores, Xeon with AMX, 2026-12-07) puts about half of a call in memory-bound "
+    rec.note("The time per pixel rises with the size on this CPU, by more than the 1.5x allowed. Measured "
+             "once by hand (torch profiler, 2 cores, a Xeon with AMX, 2026-12-07): about half of a call is in memory-bound "
              "ops (copy_ 37-41%, reflection_pad2d 14%) whose cost per pixel grows once the feature maps "
              "leave the caches; fp32, bf16 autocast and channels_last all show it (the warmed time per "
              "pixel 1.4-1.8x higher at 1080 px than at 512 px; about flat from 256 to 512 px). The memory "

@@ -235,8 +235,8 @@ def measure_stylize(run, image_path, size: int, threads: int = 2, precision: str
     so its resident size follows the live tensors (glibc's default keeps memory freed earlier,
     during loading and warm-up, which makes the extra meaningless).
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
 
     def child(tmp: str, code: str, env: dict) -> dict:
         resized = Path(tmp) / "input.png"

@@ -36,7 +36,8 @@ KINDS = {
     # the other options ride along with the other norms
     "residual batch": dict(arch="residual", norm="batch", width=0.25, padding="zero",
                            upsample="transposed", output="linear"),
-    "residual none": dict(arch="residual", norm="none", width=0.25, padding="replicate"),
+    "residual none": dict(arch="residual", norm="none", width=0.25, padding="replicate",
+                          downsample="antialiased", upsample="antialiased"),
     "multiscale batch": dict(arch="multiscale", norm="batch", n_scales=2, width=0.5,
                              activation="leaky_relu"),
     "multiscale none": dict(arch="multiscale", norm="none", n_scales=2, width=0.5, output="linear"),

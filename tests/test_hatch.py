@@ -42,5 +42,7 @@ def test_hatch_trend_measures_every_snapshot_of_one_longer_run(tmp_path, data_re
     assert all(math.isfinite(v["excess_db"]) and v["style"] > 0 for v in r["steps"].values())
     # the snapshots are different generators
     assert len({v["style"] for v in r["steps"].values()}) == 3
-    with pytest.raises(SystemExit):
-        hatch.main(["--trend", "4", "--out", str(tmp_path)])
+    for bad in (["--trend", "4"], ["--trend", "16", "--only", "tv 500"]):
+        with pytest.raises(SystemExit):
+            hatch.main([*bad, "--out", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()

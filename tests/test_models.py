@@ -146,7 +146,7 @@ def test_antialiased_upsampling_keeps_the_checkpoint_layout_of_nearest():
 
 
 def test_antialiased_downsampling_is_blurpool_after_a_stride_1_conv(tmp_path):
-    from repro.checkpoint import load_generator, save_checkpoint
+    from repro.checkpoint import load_generator, model_kwargs, save_checkpoint
     from repro.config import Config
 
     strided = build_generator("residual", **SMALL)
@@ -160,11 +160,14 @@ def test_antialiased_downsampling_is_blurpool_after_a_stride_1_conv(tmp_path):
     x = torch.rand(1, 3, 37, 50)
     with torch.no_grad():
         assert aa(x).shape == x.shape and not torch.allclose(aa(x), strided(x))
-    # a checkpoint rebuilds the option from its config
+    # the trainer builds it from the config, and a checkpoint gives it back
     cfg = Config()
     cfg.model.downsample, cfg.model.width = "antialiased", SMALL["width"]
-    save_checkpoint(tmp_path / "m.pt", model=build_generator("residual", downsample="antialiased",
-                                                             width=SMALL["width"]), step=0, config=cfg)
+    assert model_kwargs(cfg.model)["downsample"] == "antialiased"
+    assert "downsample" not in model_kwargs(Config().model)  # strided: the kwargs of earlier runs
+    built = build_generator(**model_kwargs(cfg.model))
+    assert [b.stride for b in built.modules() if isinstance(b, Blur)] == [2, 2]
+    save_checkpoint(tmp_path / "m.pt", model=built, step=0, config=cfg)
     loaded = load_generator(tmp_path / "m.pt")
     assert [b.stride for b in loaded.modules() if isinstance(b, Blur)] == [2, 2]
     with pytest.raises(ValueError, match="downsample"):

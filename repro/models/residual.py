@@ -50,7 +50,7 @@ class ResidualBlock(nn.Module):
 class ResidualGenerator(Generator):
     """Johnson et al. 2016 image transformation network; ``width`` scales 32/64/128 channels."""
 
-    multiple = 4  # two stride-2 convs
+    multiple = 4  # two stride-2 convs (or BlurPools)
     min_size = 8  # the 1/4-resolution maps must be >= 2 px to reflect-pad a 3x3 conv
 
     def __init__(self, norm: str = "instance", padding: str = "reflect", width: float = 1.0,
