@@ -83,11 +83,7 @@ def machine_info(device: torch.device) -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "native_bf16": precision.cpu_has_native_bf16()}
-    try:
-        model = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1)
-    except (OSError, AttributeError):
-        model = platform.processor() or "unknown cpu"
-    info["cpu"] = model.strip()
+    info["cpu"] = precision.cpu_model()
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

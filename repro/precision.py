@@ -48,6 +48,31 @@ def cpu_has_native_bf16() -> bool:
     return any(f in _cpuinfo_flags() for f in _NATIVE_BF16_FLAGS)
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_description() -> str:
+    """What a timing ran on, in one line: the CPU, this process's threads and whether the CPU
+    does bf16 natively (the ``auto`` precision, which changes times by about 4x), and the GPU if
+    there is one. The same model name covers CPUs with and without AVX-512 (an "AMD EPYC" here
+    was either), so the precision is part of it."""
+    cpu = (f"{cpu_model()}, {torch.get_num_threads()} threads, "
+           + ("native bf16" if cpu_has_native_bf16() else "no native bf16 (fp32)"))
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} ({cpu})"
+    return cpu
+
+
 def fast_dtype(device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype of the fast path on ``device``, or None for fp32."""
     device = torch.device(device)

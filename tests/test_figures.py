@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 import pytest
 
-from repro import config, metrics, paths
+from repro import config, metrics, paths, precision
 from repro.figures import FigureRecord, pipeline, plots
 
 
@@ -86,6 +86,32 @@ def test_report_has_one_row_per_claim_and_the_deviations(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "figX.json").read_text())
     assert saved["numbers"]["x"] is None and saved["profile"] == "cpu" and saved["git_commit"] != ""
     assert "| figX | IN beats BN | 0.8 vs 1.0 | yes |" in readme.read_text()
+
+
+def test_report_names_each_notebooks_machine_and_never_sums_two_machines(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "figures_dir", lambda profile: tmp_path)
+    monkeypatch.setattr(config, "refreshes_readme", lambda profile: False)
+    for figure, machine in (("figA", "CPU A, 2 threads, native bf16"), ("figB", "CPU B, 2 threads, no native bf16 (fp32)")):
+        monkeypatch.setattr(precision, "machine_description", lambda m=machine: m)
+        rec = FigureRecord(figure, "cpu")
+        rec.claim("c", "m", holds=True)
+        assert json.loads(rec.save().read_text())["machine"] == machine
+    (tmp_path / "timings.json").write_text(json.dumps({"figA": 100.0, "figB": 400.0}))
+    report = pipeline.write_report("cpu").read_text()
+    assert "| figB | " in report and "| 400.0 | CPU B, 2 threads, no native bf16 (fp32) |" in report
+    total = report.rsplit("Total notebook time", 1)[1]
+    assert "2 machines" in total and "400 s on CPU B" in total and "100 s on CPU A" in total
+    assert "not one machine's time" in total
+    # one machine: said so; a record from before machines were recorded: said so too
+    (tmp_path / "timings.json").write_text(json.dumps({"figA": 100.0}))
+    (tmp_path / "figB.json").unlink()
+    assert "500" not in pipeline.write_report("cpu").read_text().rsplit("Total", 1)[1]
+    assert "100 s on one machine (CPU A, 2 threads, native bf16)" in (tmp_path / "REPORT.md").read_text()
+    old = json.loads((tmp_path / "figA.json").read_text())
+    del old["machine"]
+    (tmp_path / "figA.json").write_text(json.dumps(old))
+    report = pipeline.write_report("cpu").read_text()
+    assert "| 100.0 | not recorded |" in report and "(machine not recorded)" in report
 
 
 def test_asserted_claims_fail_the_notebook_only_at_asserting_profiles():

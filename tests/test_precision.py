@@ -32,6 +32,17 @@ def test_cpu_detection_reads_the_flags(monkeypatch):
     assert not precision.cpu_has_native_bf16()
 
 
+def test_machine_description_names_the_cpu_threads_and_bf16(monkeypatch):
+    assert precision.cpu_model().strip() not in ("", "unknown CPU")  # this machine's, read for real
+    monkeypatch.setattr(precision, "cpu_model", lambda: "Some CPU 9000")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setenv("REPRO_CPU_BF16", "1")
+    assert precision.machine_description() == "Some CPU 9000, 3 threads, native bf16"
+    monkeypatch.setenv("REPRO_CPU_BF16", "0")
+    assert precision.machine_description() == "Some CPU 9000, 3 threads, no native bf16 (fp32)"
+
+
 def test_bad_precision_is_named():
     with pytest.raises(ValueError, match="precision"):
         precision.resolve_precision("int8", "cpu")

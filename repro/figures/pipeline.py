@@ -123,6 +123,28 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+NOT_RECORDED = "not recorded"
+"""The machine of a record written before records named theirs."""
+
+
+def total_time_line(records: list[dict], timings: dict[str, float]) -> str:
+    """REPORT.md's total of the notebook times, and whether that is one machine's time: the
+    same profile takes about 4x longer on a CPU without native bf16, so times from different
+    machines are summed per machine, never into one budget."""
+    machine = {rec["figure"]: rec.get("machine", NOT_RECORDED) for rec in records}
+    per: dict[str, float] = {}
+    for figure, seconds in timings.items():
+        m = machine.get(figure, NOT_RECORDED)
+        per[m] = per.get(m, 0.0) + seconds
+    total = f"Total notebook time: {sum(timings.values()):.0f} s"
+    if len(per) == 1:
+        (m,) = per
+        return f"{total} on one machine ({m})." if m != NOT_RECORDED else f"{total} (machine not recorded)."
+    parts = "; ".join(f"{s:.0f} s on {m}" for m, s in sorted(per.items(), key=lambda kv: -kv[1]))
+    return (f"{total}, but the notebooks last ran on {len(per)} machines ({parts}), so this is not "
+            "one machine's time for the profile.")
+
+
 def write_report(profile: str) -> Path:
     """Rebuild REPORT.md from the figure JSON files of ``profile``."""
     out_dir = config.figures_dir(profile)
@@ -154,11 +176,12 @@ def write_report(profile: str) -> Path:
     notes = [f"- **{rec['figure']}**: {n}" for rec in records for n in rec.get("notes", [])]
     if notes:
         lines += ["", "## Findings at this profile", ""] + notes
-    lines += ["", "## Runs", "", "| figure | commit | notebook time (s) |", "|---|---|---|"]
+    lines += ["", "## Runs", "", "| figure | commit | notebook time (s) | machine |", "|---|---|---|---|"]
     for rec in records:
-        lines.append(f"| {rec['figure']} | {rec.get('git_commit', '')} | {timings.get(rec['figure'], '')} |")
+        lines.append(f"| {rec['figure']} | {rec.get('git_commit', '')} | {timings.get(rec['figure'], '')} "
+                     f"| {_cell(rec.get('machine', NOT_RECORDED))} |")
     if timings:
-        lines += ["", f"Total notebook time: {sum(timings.values()):.0f} s on this profile's machine."]
+        lines += ["", total_time_line(records, timings)]
     path = out_dir / "REPORT.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     if config.refreshes_readme(profile):

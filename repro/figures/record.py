@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from repro import config
+from repro import config, precision
 from repro.atomic import atomic_write_json
 from repro.runs import git_commit
 
@@ -103,6 +103,7 @@ class FigureRecord:
                        "dry_run": self.dry_run, "params": self.params, "numbers": self.numbers, "claims": self.claims,
                        "deviations": self.deviations, "notes": self.notes, "git_commit": git_commit(),
                        "seconds": round(time.perf_counter() - self._t0, 1),
+                       "machine": precision.machine_description(),
                        "torch": torch.__version__})
 
     def save(self, out_dir: str | Path | None = None) -> Path:
