@@ -62,10 +62,10 @@ def cpu_model() -> str:
 
 
 def machine_description() -> str:
-    """What a timing ran on, in one line: the CPU, this process's threads and whether the CPU
-    does bf16 natively (the ``auto`` precision, which changes times by about 4x), and the GPU if
-    there is one. The same model name covers CPUs with and without AVX-512 (an "AMD EPYC" here
-    was either), so the precision is part of it."""
+    """What a timing ran on, in one line: the CPU, this process's threads, whether the CPU does
+    bf16 natively (what ``auto`` precision picks; a training run took 3-4x longer on an AVX2-only
+    CPU in fp32 than on one with AMX), and the GPU if there is one. The same model name covers
+    CPUs with and without AVX-512 (an "AMD EPYC" here was either), so the precision is in it."""
     cpu = (f"{cpu_model()}, {torch.get_num_threads()} threads, "
            + ("native bf16" if cpu_has_native_bf16() else "no native bf16 (fp32)"))
     if torch.cuda.is_available():

@@ -128,9 +128,9 @@ NOT_RECORDED = "not recorded"
 
 
 def total_time_line(records: list[dict], timings: dict[str, float]) -> str:
-    """REPORT.md's total of the notebook times, and whether that is one machine's time: the
-    same profile takes about 4x longer on a CPU without native bf16, so times from different
-    machines are summed per machine, never into one budget."""
+    """REPORT.md's total of the notebook times, and whether that is one machine's time: a
+    profile's runs took 3-4x longer on an AVX2-only CPU (fp32) than on one with AMX (bf16), so
+    times from different machines are summed per machine, never into one budget."""
     machine = {rec["figure"]: rec.get("machine", NOT_RECORDED) for rec in records}
     per: dict[str, float] = {}
     for figure, seconds in timings.items():
