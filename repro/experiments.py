@@ -65,6 +65,15 @@ def model_deviations(cfg) -> list[str]:
     """The deviations of a generator run's model from the papers, for a figure's record."""
     m = cfg.model if hasattr(cfg, "model") else config_mod.from_dict(cfg).model
     out = []
+    if m.arch == "residual" and m.upsample != "transposed":
+        how = {"nearest": "nearest x2 and a 3x3 conv (as Dumoulin et al. and pytorch/examples)",
+               "bilinear": "bilinear x2 and a 3x3 conv (not in the papers)",
+               "antialiased": "nearest x2, a 3x3 conv and a fixed blur (not in the papers)"}[m.upsample]
+        out.append(f"the residual generator upsamples by {how}; Johnson et al.'s has fractionally "
+                   "strided convs (model.upsample=transposed), which drew 2-3 px stripes at cpu scale")
+    if m.arch == "residual" and m.downsample != "strided":
+        out.append("the residual generator downsamples by a stride-1 conv, norm, ReLU and BlurPool "
+                   "(Zhang 2019; issue 18, not in the papers) in place of its stride-2 convs")
     if m.arch != "adain" and m.equalized_output:
         out.append(f"the {m.arch} generator's output conv has an equalized learning rate (Karras et al. "
                    "2018; issue 18, not in the papers): with the plain conv, Adam's first steps saturate "

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from repro import data, experiments, metrics, runs
-from repro.config import to_dict
+from repro.config import ConfigError, to_dict
 
 FAST = ["optim.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "data.n_train=2",
         "loss.vgg_weights=random", "data.test_images=[]"]
@@ -120,13 +120,27 @@ def test_collapse_test_scores_a_trained_generator_against_its_untrained_self():
     assert res["contrast"] >= 0 and res["style_progress"] > 0
 
 
-def test_model_deviations_name_the_equalized_output_conv_only_where_it_is_on():
+def test_model_deviations_name_the_equalized_output_conv_and_the_resampling_where_they_apply():
     on = experiments.generator_config("smoke", arch="residual")
-    (line,) = experiments.model_deviations(on)
-    assert "equalized learning rate" in line and "residual" in line
+    upsample, equalized = experiments.model_deviations(on)
+    assert "equalized learning rate" in equalized and "residual" in equalized
+    assert "nearest x2" in upsample and "fractionally strided" in upsample
     # a run's saved config (a dict) reads the same
-    assert experiments.model_deviations(to_dict(on)) == [line]
+    assert experiments.model_deviations(to_dict(on)) == [upsample, equalized]
     assert experiments.model_deviations(experiments.generator_config(
-        "smoke", arch="residual", overrides=["model.equalized_output=false"])) == []
+        "smoke", arch="residual", overrides=["model.equalized_output=false"])) == [upsample]
+    # Johnson et al.'s own upsampling is no deviation; BlurPool downsampling is one
+    assert experiments.model_deviations(experiments.generator_config(
+        "smoke", arch="residual", overrides=["model.equalized_output=false", "model.upsample=transposed"])) == []
+    blurred = experiments.model_deviations(experiments.generator_config(
+        "smoke", arch="residual", overrides=["model.downsample=antialiased"]))
+    assert len(blurred) == 3 and "BlurPool" in blurred[1]
     assert experiments.model_deviations(experiments.generator_config("smoke", arch="multiscale")) == []
     assert experiments.model_deviations(experiments.generator_config("smoke", arch="adain")) == []
+
+
+@pytest.mark.parametrize("arch", ["multiscale", "adain"])
+@pytest.mark.parametrize("option", ["model.upsample=bilinear", "model.downsample=antialiased"])
+def test_residual_only_resampling_options_are_refused_elsewhere(arch, option):
+    with pytest.raises(ConfigError, match=f"{option}.*residual generator only.*model.arch={arch}"):
+        experiments.generator_config("smoke", arch=arch, overrides=[option])
