@@ -504,12 +504,12 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.train.snapshots!r}")
     if not 0.0 <= cfg.data.self_style <= 1.0:
         raise ConfigError(f"data.self_style: must be in [0, 1], got {cfg.data.self_style!r}")
-    # options only the residual generator reads: elsewhere they would be silently ignored
-    for key, default in (("upsample", "nearest"), ("downsample", "strided")):
-        value = getattr(cfg.model, key)
-        if value != default and cfg.model.arch != "residual":
-            raise ConfigError(f"model.{key}={value} is an option of the residual generator only, "
-                              f"not of model.arch={cfg.model.arch}")
+    # hashed for every architecture but read by the residual generator only: elsewhere it would
+    # train the default under a run directory of its own (model.downsample, an ARCH_ONLY_KEYS
+    # entry, is ignored and unhashed elsewhere instead)
+    if cfg.model.upsample != "nearest" and cfg.model.arch != "residual":
+        raise ConfigError(f"model.upsample={cfg.model.upsample} is an option of the residual generator "
+                          f"only, not of model.arch={cfg.model.arch}")
     if cfg.data.self_style and cfg.model.arch != "adain":
         raise ConfigError("data.self_style is for arch=adain (a photo as its own style)")
     if cfg.loss.jitter and cfg.loss.jitter * 4 > cfg.data.image_size:
