@@ -11,6 +11,7 @@ them; ``experiments.heldout_losses`` measures a trained generator with the same 
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import torch
@@ -225,6 +226,8 @@ class ArbitraryStyle(Task):
         # measured during training with up to 4 of its own paintings
         self.test_styles = [images.load_image(data.image_path(s, "style"), size=cfg.data.style_size)
                             for s in cfg.data.style[:4]]
+        # encoder -> whether the loss network computes it (weak: a freed model's entry goes too)
+        self._shared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def sample(self, batch_size: int, g: torch.Generator, memory_format=torch.contiguous_format) -> dict:
         batch = super().sample(batch_size, g, memory_format)  # the photos first, then the paintings
@@ -238,8 +241,20 @@ class ArbitraryStyle(Task):
 
     def loss(self, model, batch: dict) -> dict:
         x, s = batch["x"], batch["s"]
+        layer = self.cfg.model.encoder_layer
+        net = self.loss_fn.loss_network
+        key = model.encoder
+        if key not in self._shared:  # checked once per encoder: it compares the weights
+            self._shared[key] = layer in getattr(net, "layers", ()) and model.encoder.shares_layers_with(net)
+        if self._shared[key]:
+            # the loss network is the encoder (as in the official code): one VGG pass over the
+            # paintings gives both f(s) and the style targets, the same numbers with a quarter
+            # less VGG work a step
+            fs = self.loss_fn.features(s, list(dict.fromkeys(self.loss_fn.style_layers + [layer])))
+            y, t = model(x, style_feat=fs[layer], return_target=True)
+            return self.loss_fn(y.float(), content_feats={layer: t.float()}, style_feats=fs)
         y, t = model(x, s, return_target=True)
-        return self.loss_fn(y.float(), content_feats={self.cfg.model.encoder_layer: t.float()}, style=s)
+        return self.loss_fn(y.float(), content_feats={layer: t.float()}, style=s)
 
     def styles(self) -> list:
         return self.test_styles

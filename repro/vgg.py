@@ -237,5 +237,21 @@ class LossNetwork(nn.Module):
                 break
         return {name: out[name] for name in layers}
 
+    def shares_layers_with(self, other: "LossNetwork") -> bool:
+        """Whether ``other`` computes every layer of this network the same (the same input
+        mapping, modules and weights up to our deepest layer), so its activations can stand in
+        for ours: the AdaIN task reads the encoder's f(s) off the loss network's pass."""
+        if not isinstance(other, LossNetwork) or self.bgr != other.bgr or len(other.features) < len(self.features):
+            return False
+        if not (torch.equal(self.mean, other.mean) and torch.equal(self.scale, other.scale)):
+            return False
+        for a, b in zip(self.features, other.features):
+            if type(a) is not type(b) or repr(a) != repr(b):
+                return False
+            sa, sb = a.state_dict(), b.state_dict()
+            if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
+                return False
+        return True
+
     def extra_repr(self) -> str:
         return f"arch={self.arch}, weights={self.weights}, padding={self.padding}, layers={self.layers}"

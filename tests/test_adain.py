@@ -284,3 +284,35 @@ def test_reconstruction_study_inverts_and_writes_every_number(tmp_path, data_rea
     assert len(keys) == 4
     for k in keys:
         assert math.isfinite(res[k]["psnr_db"]) and len(res[k]["mean_rgb_shift"]) == 3
+
+
+def test_one_vgg_pass_gives_f_s_and_the_style_targets_when_the_loss_network_is_the_encoder(data_ready):
+    from repro import tasks
+    from repro.vgg import LossNetwork
+
+    cfg = config_mod.load_config("smoke", ADAIN + ["loss.vgg_padding=reflect"])
+    task = tasks.make_task(cfg, "cpu")
+    torch.manual_seed(0)
+    model = build_generator(**model_kwargs(cfg.model))
+    batch = task.sample(2, torch.Generator().manual_seed(1))
+    calls = {"encoder": 0, "loss": 0}
+    model.encoder.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
+    task.loss_fn.loss_network.register_forward_hook(lambda *a: calls.__setitem__("loss", calls["loss"] + 1))
+    shared = task.loss(model, batch)
+    assert task._shared[model.encoder] is True and calls == {"encoder": 1, "loss": 2}
+    task._shared[model.encoder] = False  # the two-pass path: the same numbers, exactly
+    separate = task.loss(model, batch)
+    assert calls == {"encoder": 3, "loss": 4}
+    assert shared.keys() == separate.keys()
+    assert all(torch.equal(shared[k], separate[k]) for k in shared)
+    for args, kw in (((batch["x"],), {}), ((batch["x"], batch["s"]), {"style_feat": batch["s"]})):
+        with pytest.raises(ValueError, match="exactly one of style .* or style_feat"):
+            model(*args, **kw)
+    # a loss network that computes otherwise is never used for f(s)
+    assert model.encoder.shares_layers_with(task.loss_fn.loss_network)
+    zero = tasks.make_task(config_mod.load_config("smoke", ADAIN + ["loss.vgg_padding=zero"]), "cpu")
+    assert not model.encoder.shares_layers_with(zero.loss_fn.loss_network)
+    other = LossNetwork(["relu3_1"], weights="random", padding="reflect", seed=1)
+    assert not model.encoder.shares_layers_with(other)
+    shallow = LossNetwork(["relu1_1"], weights="random", padding="reflect")
+    assert not model.encoder.shares_layers_with(shallow) and shallow.shares_layers_with(model.encoder)

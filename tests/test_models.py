@@ -345,3 +345,27 @@ def test_equalized_output_is_the_same_function_but_a_smaller_adam_step(arch):
     clone = build_generator(**eq.config)
     clone.load_state_dict(eq.state_dict())
     torch.testing.assert_close(clone.eval()(x), eq.eval()(x))
+
+
+def test_residual_output_conv_runs_nhwc_on_the_cpu_with_the_nchw_result(monkeypatch):
+    """The last conv reads NHWC on the CPU (a faster input gradient in oneDNN): the output, its
+    layout and the gradients are those of the all-NCHW network."""
+    from repro.models import residual
+
+    x = torch.rand(2, 3, 36, 44)
+    results = []
+    for nhwc in (True, False):
+        if not nhwc:  # the network without the layout change: every layer in turn
+            monkeypatch.setattr(residual.ResidualGenerator, "body", lambda self, x, style: self.net(x, style))
+        torch.manual_seed(0)
+        model = build_generator("residual", **SMALL)
+        seen = []
+        model.net[-1].register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous()))
+        y = model(x)
+        y.square().mean().backward()
+        assert seen == [not nhwc] and y.is_contiguous()
+        results.append((y.detach(), [p.grad.clone() for p in model.parameters()]))
+    (y_a, g_a), (y_b, g_b) = results
+    assert torch.allclose(y_a, y_b, atol=1e-6)
+    flat_a, flat_b = torch.cat([g.flatten() for g in g_a]), torch.cat([g.flatten() for g in g_b])
+    assert torch.allclose(flat_a, flat_b, rtol=1e-4, atol=1e-6 * flat_b.abs().max())

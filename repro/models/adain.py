@@ -127,12 +127,15 @@ class AdaINNet(nn.Module):
                 for w, f in zip(weights, style_feats))
         return alpha * t + (1 - alpha) * content_feat if alpha < 1 else t
 
-    def forward(self, content: torch.Tensor, style, *, alpha: float = 1.0, style_weights=None,
-                return_target: bool = False):
+    def forward(self, content: torch.Tensor, style=None, *, alpha: float = 1.0, style_weights=None,
+                return_target: bool = False, style_feat: torch.Tensor | None = None):
         """Stylize ``content`` (N, 3, H, W) with ``style`` (an image batch of 1 or N, or a list of
         them to interpolate with ``style_weights``). ``return_target`` also returns ``t``
         (detached), the content target of the training loss (eq. 12); it matches the output's
-        encoder features only when H and W are multiples of ``self.down``."""
+        encoder features only when H and W are multiples of ``self.down``. ``style_feat``: f(s)
+        of one style, in place of ``style``, when the caller has computed it already."""
+        if (style is None) == (style_feat is None):
+            raise ValueError("give exactly one of style (images) or style_feat (their encoder features)")
         h, w = content.shape[-2:]
         m = self.down
         # the decoder upsamples back by the same factor: pad to a multiple, crop back after
@@ -141,7 +144,8 @@ class AdaINNet(nn.Module):
             mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
             content = nn.functional.pad(content, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
         fc = self.encode(content)
-        t = self.target(fc, [self.encode(s) for s in _as_styles(style)], style_weights, alpha)
+        fs = [style_feat] if style_feat is not None else [self.encode(s) for s in _as_styles(style)]
+        t = self.target(fc, fs, style_weights, alpha)
         y = self.decoder(t)
         if ph or pw:
             y = y[..., ph // 2: ph // 2 + h, pw // 2: pw // 2 + w]
