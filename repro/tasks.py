@@ -243,18 +243,20 @@ class ArbitraryStyle(Task):
         x, s = batch["x"], batch["s"]
         layer = self.cfg.model.encoder_layer
         net = self.loss_fn.loss_network
-        key = model.encoder
-        if key not in self._shared:  # checked once per encoder: it compares the weights
-            self._shared[key] = layer in getattr(net, "layers", ()) and model.encoder.shares_layers_with(net)
-        if self._shared[key]:
+        encoder = getattr(model, "module", model).encoder  # DistributedDataParallel wraps the model
+        if encoder not in self._shared:  # checked once per encoder: it compares the weights
+            self._shared[encoder] = layer in getattr(net, "layers", ()) and encoder.shares_layers_with(net)
+        if self._shared[encoder]:
             # the loss network is the encoder (as in the official code): one VGG pass over the
             # paintings gives both f(s) and the style targets, the same numbers with a quarter
             # less VGG work a step
             fs = self.loss_fn.features(s, list(dict.fromkeys(self.loss_fn.style_layers + [layer])))
             y, t = model(x, style_feat=fs[layer], return_target=True)
-            return self.loss_fn(y.float(), content_feats={layer: t.float()}, style_feats=fs)
-        y, t = model(x, s, return_target=True)
-        return self.loss_fn(y.float(), content_feats={layer: t.float()}, style=s)
+            style = {"style_feats": fs}
+        else:
+            y, t = model(x, s, return_target=True)
+            style = {"style": s}
+        return self.loss_fn(y.float(), content_feats={layer: t.float()}, **style)
 
     def styles(self) -> list:
         return self.test_styles

@@ -305,6 +305,18 @@ def test_one_vgg_pass_gives_f_s_and_the_style_targets_when_the_loss_network_is_t
     assert calls == {"encoder": 3, "loss": 4}
     assert shared.keys() == separate.keys()
     assert all(torch.equal(shared[k], separate[k]) for k in shared)
+    # under torchrun the trainer hands the task a DistributedDataParallel: the model is its .module
+    class Wrapped(nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kw):
+            return self.module(*args, **kw)
+
+    task._shared[model.encoder] = True
+    wrapped = task.loss(Wrapped(model), batch)
+    assert all(torch.equal(shared[k], wrapped[k]) for k in shared)
     for args, kw in (((batch["x"],), {}), ((batch["x"], batch["s"]), {"style_feat": batch["s"]})):
         with pytest.raises(ValueError, match="exactly one of style .* or style_feat"):
             model(*args, **kw)
