@@ -8,7 +8,8 @@ profile, as the trainer runs it, next to the same step without the two changes m
 - **AdaIN**: ``now`` reads f(s) and the style targets off one VGG pass over the paintings
   (``ArbitraryStyle.loss``, where the loss network is the encoder); ``two VGG passes`` encodes
   them again for the loss. The losses are the same numbers; the file says whether they were.
-- **multi-scale**: unchanged, a control for the machine's noise.
+- **residual**, **conditional IN** and **multi-scale**: ``NCHW loss network`` feeds the loss's
+  VGG passes NCHW instead of NHWC on the CPU (``tasks.loss_layout``; last bits differ).
 
 Each variant builds the generator afresh (seed 0), takes 2 warm-up steps, then ``--steps``
 timed steps on fresh batches; ``--repeats`` rounds alternate the variants. Reported: the median
@@ -41,15 +42,25 @@ CASES = {  # name: generator_config choices
     "multiscale": dict(arch="multiscale", norm="instance", style="starry_night"),
     "AdaIN": dict(arch="adain"),
 }
-BEFORE = {"residual": "NCHW output conv", "conditional IN": "NCHW output conv", "AdaIN": "two VGG passes"}
+NCHW_LOSS = "NCHW loss network"
+BEFORE = {"residual": ["NCHW output conv", NCHW_LOSS], "conditional IN": ["NCHW output conv", NCHW_LOSS],
+          "multiscale": [NCHW_LOSS], "AdaIN": ["two VGG passes"]}
 
 
 @contextlib.contextmanager
-def before(case: str, task, model):
-    """The step as it was before the budget changes, for ``case``."""
-    if case == "AdaIN":
+def before(variant: str, task, model):
+    """The step without one of the budget changes: ``variant``."""
+    if variant == "two VGG passes":
         task._shared[model.encoder] = False
         yield
+        return
+    if variant == NCHW_LOSS:
+        layout = tasks.loss_layout
+        tasks.loss_layout = lambda *images: images
+        try:
+            yield
+        finally:
+            tasks.loss_layout = layout
         return
     body = residual.ResidualGenerator.body
     residual.ResidualGenerator.body = lambda self, x, style: self.net(x, style)
@@ -67,7 +78,7 @@ def time_variant(cfg, task, case: str, variant: str, steps: int) -> tuple[list[f
     model = build_generator(**model_kwargs(cfg.model))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
     g = torch.Generator().manual_seed(0)
-    ctx = before(case, task, model) if variant != "now" else contextlib.nullcontext()
+    ctx = before(variant, task, model) if variant != "now" else contextlib.nullcontext()
     with ctx:
         first = float(training_step(model, task, opt, task.sample(cfg.optim.batch_size, g), amp)["total"].detach())
         training_step(model, task, opt, task.sample(cfg.optim.batch_size, g), amp)
@@ -101,7 +112,7 @@ def main(argv=None) -> int:
     for case in cases:
         cfg = configs[case]
         task = tasks.make_task(cfg, device)
-        variants = ["now"] + ([BEFORE[case]] if case in BEFORE else [])
+        variants = ["now"] + BEFORE[case]
         times = {v: [] for v in variants}
         first = {}
         for _ in range(repeats):
@@ -111,13 +122,13 @@ def main(argv=None) -> int:
         row = {v: {"s_per_step": statistics.median(times[v]), "first_loss": first[v]} for v in variants}
         row["batch"], row["image_size"] = cfg.optim.batch_size, cfg.data.image_size
         row["precision"] = str(resolve_precision(cfg.train.precision, device) or "fp32").replace("torch.", "")
-        if len(variants) == 2:
-            row["speedup"] = row[variants[1]]["s_per_step"] / row["now"]["s_per_step"]
-            row["same_first_loss"] = first["now"] == first[variants[1]]
+        for v in variants[1:]:  # how much faster "now" is than the step without this change
+            row[v]["speedup"] = row[v]["s_per_step"] / row["now"]["s_per_step"]
+            row[v]["same_first_loss"] = first["now"] == first[v]
         res["cases"][case] = row
-        print(f"{case}: " + ", ".join(f"{v} {row[v]['s_per_step']:.3f} s/step" for v in variants)
-              + (f" ({row['speedup']:.2f}x; first loss {'the same' if row['same_first_loss'] else 'differs'})"
-                 if "speedup" in row else ""), flush=True)
+        print(f"{case}: now {row['now']['s_per_step']:.3f} s/step" + "".join(
+            f"; {v} {row[v]['s_per_step']:.3f} ({row[v]['speedup']:.2f}x, first loss "
+            f"{'the same' if row[v]['same_first_loss'] else 'differs'})" for v in variants[1:]), flush=True)
         atomic_write_json(out, res)  # what finished stays on disk
     print(f"wrote {out}")
     return 0

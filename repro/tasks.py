@@ -158,6 +158,13 @@ class Task:
         images.save_image(torch.cat(rows, dim=1), path)
 
 
+def loss_layout(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The training loss's inputs, NHWC on the CPU, where oneDNN's VGG passes take a step
+    2-13% faster in that layout (``python -m bench.train_step``); elsewhere as given."""
+    return tuple(t.contiguous(memory_format=torch.channels_last) if t.device.type == "cpu" else t
+                 for t in images)
+
+
 class SingleStyle(Task):
     """One style: every photo is pushed toward the same style targets."""
 
@@ -173,7 +180,7 @@ class SingleStyle(Task):
 
     def loss(self, model, batch: dict) -> dict:
         x = batch["x"]
-        y, x = jitter_crops(model(x).float(), x, batch.get("offsets"), self.cfg.loss.jitter)
+        y, x = loss_layout(*jitter_crops(model(x).float(), x, batch.get("offsets"), self.cfg.loss.jitter))
         return self.loss_fn(y, x, style_targets=self.style_targets)
 
     def styles(self) -> list:
@@ -201,7 +208,7 @@ class ConditionalStyles(SingleStyle):
 
     def loss(self, model, batch: dict) -> dict:
         x, idx = batch["x"], batch["idx"]
-        y, x = jitter_crops(model(x, idx).float(), x, batch.get("offsets"), self.cfg.loss.jitter)
+        y, x = loss_layout(*jitter_crops(model(x, idx).float(), x, batch.get("offsets"), self.cfg.loss.jitter))
         return self.loss_fn(y, x, style_targets=select_style_targets(self.style_targets, idx))
 
     def styles(self) -> list:

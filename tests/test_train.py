@@ -313,6 +313,41 @@ def test_channels_last_training_step_matches_contiguous():
     assert float((ga - gb).norm() / ga.norm()) < 1e-4
 
 
+@pytest.mark.parametrize("norm", ["instance", "conditional_instance"])
+def test_training_loss_reads_nhwc_on_the_cpu_with_the_nchw_loss(monkeypatch, norm):
+    """The style tasks feed the loss's VGG passes NHWC on the CPU (``tasks.loss_layout``, a
+    faster step in oneDNN): the loss network sees channels_last input and the loss and the
+    generator's gradients are the NCHW step's."""
+    from repro import tasks, vgg
+    from repro.checkpoint import model_kwargs
+    from repro.models import build_generator
+
+    extra = ["model.norm=conditional_instance", "model.n_styles=2", "data.style=[starry_night,candy]"]
+    cfg = tiny(*(extra if norm == "conditional_instance" else []))
+    task = tasks.make_task(cfg, "cpu")
+    seen, forward = [], vgg.LossNetwork.forward
+
+    def spy(self, x, layers=None):
+        seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return forward(self, x, layers)
+
+    monkeypatch.setattr(vgg.LossNetwork, "forward", spy)
+    results = []
+    for layout in (tasks.loss_layout, lambda *images: images):
+        monkeypatch.setattr(tasks, "loss_layout", layout)
+        torch.manual_seed(0)
+        model = build_generator(**model_kwargs(cfg.model))
+        seen.clear()
+        total = task.loss(model, task.sample(2, torch.Generator().manual_seed(1)))["total"]
+        total.backward()
+        results.append((seen[:], float(total.detach()), torch.cat([p.grad.flatten() for p in model.parameters()
+                                                         if p.grad is not None])))
+    (seen_a, loss_a, ga), (seen_b, loss_b, gb) = results
+    assert seen_a and all(seen_a) and not any(seen_b)
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    assert float((ga - gb).norm() / gb.norm()) < 1e-4
+
+
 def test_snapshots_keep_the_generator_at_fractions_of_the_steps(tmp_path):
     cfg = tiny("train.snapshots=[0.5, 0.25, 0.5]")  # unsorted and repeated: each step once
     assert config_mod.snapshot_steps(cfg) == [2, 3]
