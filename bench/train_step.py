@@ -1,5 +1,5 @@
 """``python -m bench.train_step``: the training step of each generator task at the ``cpu``
-profile, as the trainer runs it, next to the same step without the two changes made for the
+profile, as the trainer runs it, next to the same step without each of the changes made for the
 ``cpu`` budget (issue 18), in one process, the variants alternating.
 
 - **residual** and **conditional IN** (the residual generator): ``now`` feeds the 9x9 output conv
@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -47,27 +48,13 @@ BEFORE = {"residual": ["NCHW output conv", NCHW_LOSS], "conditional IN": ["NCHW 
           "multiscale": [NCHW_LOSS], "AdaIN": ["two VGG passes"]}
 
 
-@contextlib.contextmanager
 def before(variant: str, task, model):
-    """The step without one of the budget changes: ``variant``."""
+    """The step without one of the budget changes: ``variant`` (a context manager)."""
     if variant == "two VGG passes":
-        task._shared[model.encoder] = False
-        yield
-        return
+        return mock.patch.dict(task._shared, {model.encoder: False})
     if variant == NCHW_LOSS:
-        layout = tasks.loss_layout
-        tasks.loss_layout = lambda *images: images
-        try:
-            yield
-        finally:
-            tasks.loss_layout = layout
-        return
-    body = residual.ResidualGenerator.body
-    residual.ResidualGenerator.body = lambda self, x, style: self.net(x, style)
-    try:
-        yield
-    finally:
-        residual.ResidualGenerator.body = body
+        return mock.patch.object(tasks, "loss_layout", lambda *images: images)
+    return mock.patch.object(residual.ResidualGenerator, "body", lambda self, x, style: self.net(x, style))
 
 
 def time_variant(cfg, task, case: str, variant: str, steps: int) -> tuple[list[float], float]:

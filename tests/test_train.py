@@ -340,8 +340,8 @@ def test_training_loss_reads_nhwc_on_the_cpu_with_the_nchw_loss(monkeypatch, nor
         seen.clear()
         total = task.loss(model, task.sample(2, torch.Generator().manual_seed(1)))["total"]
         total.backward()
-        results.append((seen[:], float(total.detach()), torch.cat([p.grad.flatten() for p in model.parameters()
-                                                         if p.grad is not None])))
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((seen[:], float(total.detach()), grads))
     (seen_a, loss_a, ga), (seen_b, loss_b, gb) = results
     assert seen_a and all(seen_a) and not any(seen_b)
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
