@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from repro import data, experiments, figures, images, metrics, tasks
+from repro import data, experiments, figures, images, metrics
 from repro.checkpoint import load_generator
 from repro.figures import plots
 from repro.inference import stylize
@@ -108,22 +108,9 @@ rec.numbers["fig3_border_excess"] = {k: {str(s): v for s, v in d.items()} for k,
 
 # %%
 adain = experiments.train_generator(profile, arch="adain", progress=False)
-cfg = adain.config
-yardstick = tasks.build_loss(cfg)   # AdaIN's own loss, as adain_arbitrary scores it
-photos = [images.load_image(p, size=cfg.data.test_size) for p in heldout]
 snaps = {step: load_generator(path) for step, path in adain.snapshots().items()}
-adain_ratio = {}
+adain_ratio = experiments.adain_style_ratios(adain, adain_unseen, heldout, snaps)  # adain_arbitrary's yardstick
 for style in adain_unseen:
-    s = images.load_image(data.style_path(style), size=cfg.data.style_size)
-    targets = yardstick.compute_style_targets(s[None])
-
-    def style_loss(y, x):
-        return float(yardstick(y[None], x[None], style_targets=targets, weighted=False)["style"])
-
-    own = np.mean([style_loss(x, x) for x in photos])
-    adain_ratio[style] = {step: float(np.mean([style_loss(stylize(m, x, style=s, precision="fp32"), x)
-                                                for x in photos]) / own)
-                          for step, m in snaps.items()}
     steps = sorted(adain_ratio[style])
     record_trend(f"adain_{style}", f"AdaIN: {style} (unseen): style loss far below the content photo's "
                  f"(at most {style_ratio_bound:g}x)", steps, [adain_ratio[style][t] for t in steps],

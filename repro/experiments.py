@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from repro import config as config_mod
-from repro import images, metrics, precision, runs, tasks
+from repro import data, images, metrics, precision, runs, tasks
 from repro.checkpoint import load_generator, model_kwargs
 from repro.inference import stylize
 from repro.losses import PerceptualLoss
@@ -142,6 +142,33 @@ def heldout_losses(run, image_paths, size: int, *, bn_mode: str = "eval",
         per["content_image_style"].append(float(task.loss_fn(x, x, style_targets=targets, weighted=False)["style"]))
     model.eval()
     return {**{k: sum(v) / len(v) for k, v in per.items()}, "per_image": per}
+
+
+@torch.no_grad()
+def adain_style_ratios(run, styles: list[str], image_paths, models: dict) -> dict:
+    """AdaIN Fig. 3's "far below the content photo" statistic: an AdaIN network's style loss on
+    held-out photos styled by each of ``styles`` (names), over the photos' own style loss, both
+    measured with the run's own loss (mean/std at its style layers, unweighted), in fp32.
+    ``models``: {key: AdaIN network}, e.g. a run's snapshots by step. Returns
+    {style: {key: ratio}}, each the mean over the photos of the styled loss over the mean of the
+    photos' own."""
+    cfg = runs.Run(run).config
+    if cfg.model.arch != "adain":
+        raise ValueError(f"{runs.Run(run).path} is a {cfg.model.arch} generator, not AdaIN")
+    yardstick = tasks.build_loss(cfg)
+    photos = [images.load_image(p, size=cfg.data.test_size) for p in image_paths]
+    out = {}
+    for style in styles:
+        s = images.load_image(data.style_path(style), size=cfg.data.style_size)
+        targets = yardstick.compute_style_targets(s[None])
+
+        def style_loss(y, x):
+            return float(yardstick(y[None], x[None], style_targets=targets, weighted=False)["style"])
+
+        own = sum(style_loss(x, x) for x in photos) / len(photos)
+        out[style] = {key: sum(style_loss(stylize(m, x, style=s, precision="fp32"), x) for x in photos)
+                      / len(photos) / own for key, m in models.items()}
+    return out
 
 
 def initial_generator(run) -> torch.nn.Module:
