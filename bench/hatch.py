@@ -22,7 +22,17 @@ the content term for a stylized image); bilinear upsampling; the loss network fe
 and photo at a random 0-3 px offset per sample (``loss.jitter=4``: the stride grid no longer
 aligned with VGG's pooling grid); a fixed blur after each upsampling block's ReLU
 (``model.upsample=antialiased``); Zhang's BlurPool in place of the encoder's two stride-2 convs
-(``model.downsample=antialiased``: the conv at stride 1, norm, ReLU, blur, every second pixel).
+(``model.downsample=antialiased``: the conv at stride 1, norm, ReLU, blur, every second pixel);
+sub-pixel upsampling (``model.upsample=subpixel``: Shi et al. 2016's conv to 4x the channels and
+``PixelShuffle``, ICNR-initialised as Aitken et al. 2017, so it starts free of any checkerboard);
+the style loss trained without relu1_1 (``loss.style_layers=[relu2_1,relu3_1]``: whether the
+2-4 px pattern is how the generator matches the first layer's Gram matrix; measured, as every
+variant, with the profile default's three style layers); the generator at full width
+(``model.width=1.0``: 32/64/128 channels, whether 16 channels at full resolution are too few to
+draw the texture otherwise); the style image at 512 px (``data.style_size=512``: its strokes
+twice as large, so the texture to match is coarser than the 2-4 px band); 256 px training crops
+(``data.image_size=256``: the papers' crop size, 4x the pixels a step). Every variant trains the
+default's steps and seed and is measured by the default's loss.
 ``--trend STEPS``: the profile default trained for STEPS, its hatch at each snapshot. ``--quick``: the smoke profile, two
 variants, a few steps (the tests run it). Results: ``bench/results/hatch-<machine>.json``.
 Nothing here asserts a number.
@@ -51,24 +61,31 @@ VARIANTS = {
     "loss jitter 4": ["loss.jitter=4"],
     "antialiased upsampling": ["model.upsample=antialiased"],
     "antialiased downsampling": ["model.downsample=antialiased"],
+    "sub-pixel upsampling (ICNR)": ["model.upsample=subpixel"],
+    "style without relu1_1": ["loss.style_layers=[relu2_1,relu3_1]"],
+    "full width": ["model.width=1.0"],
+    "style image at 512 px": ["data.style_size=512"],
+    "256 px crops": ["data.image_size=256"],
 }
 FIX_DB = 6.0
 FIX_STYLE = 1.25
 
 
-def measure(profile: str, style: str, overrides: list[str], n_heldout: int) -> dict:
-    """One variant trained (or reused from ``runs/``) and measured (module docstring)."""
+def measure(profile: str, style: str, overrides: list[str], n_heldout: int, default) -> dict:
+    """One variant trained (or reused from ``runs/``) and measured (module docstring). Its losses
+    are the profile default's (``default``: that run), so a variant that trains on other loss
+    terms is judged by the same ones."""
     t0 = time.perf_counter()
     run = experiments.train_generator(profile, arch="residual", norm="instance", style=style,
                                       overrides=overrides, progress=False)
     size = run.config.data.test_size
     heldout = data.content_paths("test")[:n_heldout]
     art = experiments.periodic_artifacts(run, heldout, size)
-    losses = experiments.heldout_losses(run, heldout, size)
+    losses = experiments.heldout_losses(default, heldout, size, model=load_generator(run))
     return {"overrides": overrides, "run": run.path.name, "excess_db": art["excess_db"],
             "peak_frequency": art["output_peak_frequency"], "style": losses["style"],
             "content": losses["content"], "decoder": decoder_peaks(run, heldout[:6], size),
-            "vgg_phase_style": vgg_phase(run, heldout, size),
+            "vgg_phase_style": vgg_phase(default, heldout, size, model=load_generator(run)),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -105,7 +122,8 @@ def decoder_peaks(run, image_paths, size: int) -> list[dict]:
     over the photos."""
     model = load_generator(run).eval().float()
     layers = list(model.net)
-    first = next(i for i, m in enumerate(layers) if isinstance(m, (torch.nn.Upsample, torch.nn.ConvTranspose2d)))
+    # the decoder: everything after the last residual block
+    first = 1 + max(i for i, m in enumerate(layers) if type(m).__name__ == "ResidualBlock")
     seen: dict[int, list[float]] = {}
 
     def hook(i):
@@ -131,12 +149,13 @@ def decoder_peaks(run, image_paths, size: int) -> list[dict]:
 
 
 @torch.no_grad()
-def vgg_phase(run, image_paths, size: int) -> list[float]:
+def vgg_phase(run, image_paths, size: int, model=None) -> list[float]:
     """The held-out style loss of the outputs cropped at offsets 0-3 px (the same crop of photo
     and output, a multiple of 4 px less 4 a side): how much of the generator's gain depends on
-    its stride grid falling on VGG's pooling grid as it does in training (offset 0)."""
+    its stride grid falling on VGG's pooling grid as it does in training (offset 0). ``model``:
+    this generator measured with ``run``'s loss in place of the run's own."""
     task = tasks.make_task(run.config, torch.device("cpu"), train=False)
-    model = load_generator(run).eval()
+    model = (load_generator(run) if model is None else model).eval()
     acc = [0.0] * 4
     for p in image_paths:
         x = images.load_image(p, size=size)
@@ -185,8 +204,14 @@ def main(argv=None) -> int:
             res["variants"] = {k: v for k, v in prev.get("variants", {}).items() if k in VARIANTS}
     except (OSError, ValueError):
         pass
+    t0 = time.perf_counter()
+    default = experiments.train_generator(profile, arch="residual", norm="instance", style=args.style,
+                                          overrides=extra, progress=False)
+    default_seconds = time.perf_counter() - t0   # its training, if it was not in runs/ yet
     for name in names:
-        r = measure(profile, args.style, VARIANTS[name] + extra, args.n_heldout)
+        r = measure(profile, args.style, VARIANTS[name] + extra, args.n_heldout, default)
+        if VARIANTS[name] == []:
+            r["seconds"] = round(r["seconds"] + default_seconds, 1)
         res["variants"][name] = r
         print(f"{name}: hatch {r['excess_db']:+.1f} dB at {r['peak_frequency']}, style {r['style']:.3g}, "
               f"content {r['content']:.3g} ({r['seconds']:.0f} s)", flush=True)

@@ -46,3 +46,25 @@ def test_hatch_trend_measures_every_snapshot_of_one_longer_run(tmp_path, data_re
         with pytest.raises(SystemExit):
             hatch.main([*bad, "--out", str(tmp_path / "refused")])
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_variant_that_trains_on_other_loss_terms_is_judged_by_the_default_loss(tmp_path, data_ready):
+    from repro import data, experiments
+
+    name = "style without relu1_1"
+    assert hatch.main(["--quick", "--n-heldout", "2", "--only", "profile default", name,
+                       "--out", str(tmp_path)]) == 0
+    (out,) = tmp_path.glob("hatch-*.json")
+    r = json.loads(out.read_text())["variants"]
+    extra = ["optim.steps=4", "train.eval_every=0", "train.checkpoint_every=0"]
+    kw = dict(arch="residual", norm="instance", style="starry_night", progress=False)
+    default = experiments.train_generator("smoke", overrides=extra, **kw)
+    variant = experiments.train_generator("smoke", overrides=hatch.VARIANTS[name] + extra, **kw)
+    assert variant.path.name == r[name]["run"] and variant.config.loss.style_layers == ["relu2_1", "relu3_1"]
+    heldout = data.content_paths("test")[:2]
+    size = variant.config.data.test_size
+    judged = experiments.heldout_losses(default, heldout, size, model=variant.load_model("cpu"))
+    own = experiments.heldout_losses(variant, heldout, size)
+    assert r[name]["style"] == pytest.approx(judged["style"], rel=1e-6)
+    # its own loss leaves relu1_1 out: a different (lower) number the bench must not report
+    assert own["style"] < judged["style"] * 0.99

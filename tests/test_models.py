@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from repro.models import MultiscaleGenerator, ResidualGenerator, build_generator
 from repro.models._common import Blur
@@ -126,16 +127,48 @@ def test_padding_mode_reaches_the_convolutions(arch, kw, size, margin):
     assert inner.numel() > 0 and inner.max() < 1e-5
 
 
-@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed", "antialiased"])
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed", "antialiased", "subpixel"])
 def test_residual_upsampling_options_keep_shape(upsample):
     model = build_generator("residual", upsample=upsample, **SMALL)
     n_transposed = sum(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
     assert n_transposed == (2 if upsample == "transposed" else 0)
+    assert sum(isinstance(m, nn.PixelShuffle) for m in model.modules()) == (2 if upsample == "subpixel" else 0)
     modes = {m.mode for m in model.modules() if isinstance(m, nn.Upsample)}
-    expected = {"transposed": set(), "antialiased": {"nearest"}}.get(upsample, {upsample})
+    expected = {"transposed": set(), "subpixel": set(), "antialiased": {"nearest"}}.get(upsample, {upsample})
     assert modes == expected
     assert sum(isinstance(m, Blur) for m in model.modules()) == (2 if upsample == "antialiased" else 0)
     assert model(torch.rand(2, 3, 37, 50)).shape == (2, 3, 37, 50)
+
+
+def test_subpixel_upsampling_starts_as_nearest_x2_of_one_conv_and_then_trains_freely(tmp_path):
+    # ICNR (Aitken et al. 2017): the four sub-pixel outputs of each 2x2 block start as copies
+    torch.manual_seed(0)
+    model = build_generator("residual", upsample="subpixel", **SMALL)
+    layers = list(model.net)
+    i = next(k for k, m in enumerate(layers) if isinstance(m, nn.PixelShuffle))
+    sub = layers[i - 1]
+    h = torch.randn(2, sub.in_channels, 6, 7)
+    with torch.no_grad():
+        up = layers[i](sub(h))
+        assert up.shape == (2, sub.out_channels // 4, 12, 14) and up.std() > 0.01
+        # every 2x2 block constant: no phase-dependent pattern at initialisation
+        assert torch.equal(up, F.interpolate(up[..., ::2, ::2], scale_factor=2, mode="nearest"))
+        # not a frozen tie: the four copies are separate weights that a step moves apart
+        sub.weight[1].add_(0.1)
+        up = layers[i](sub(h))
+        assert not torch.equal(up, F.interpolate(up[..., ::2, ::2], scale_factor=2, mode="nearest"))
+    # a checkpoint gives the same architecture back
+    from repro.checkpoint import load_generator, model_kwargs, save_checkpoint
+    from repro.config import Config
+    cfg = Config()
+    cfg.model.upsample, cfg.model.width = "subpixel", SMALL["width"]
+    built = build_generator(**model_kwargs(cfg.model))
+    save_checkpoint(tmp_path / "m.pt", model=built, step=0, config=cfg)
+    loaded = load_generator(tmp_path / "m.pt")
+    x = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), built(x))
+    assert sum(isinstance(m, nn.PixelShuffle) for m in loaded.modules()) == 2
 
 
 def test_antialiased_upsampling_keeps_the_checkpoint_layout_of_nearest():

@@ -8,7 +8,10 @@ conv-norm-ReLU-conv-norm plus identity. Upsampling is nearest x2 followed by a 3
 (no checkerboard; as pytorch/examples), bilinear x2 followed by the same conv
 (``upsample="bilinear"``; not in the papers: it leaves the period-4 hatch of issue 18 as it is),
 nearest x2 with a fixed blur after the block's ReLU (``upsample="antialiased"``; not in the
-papers: it did not remove the hatch either, bench/README.md) or a 3x3 stride-2 transposed conv
+papers: it did not remove the hatch either, bench/README.md), a sub-pixel conv (a 3x3 conv to
+four times the channels at the lower resolution, then ``PixelShuffle(2)``, ICNR-initialised:
+Shi et al. 2016, Aitken et al. 2017; ``upsample="subpixel"``, not in the papers, tried against
+the hatch) or a 3x3 stride-2 transposed conv
 (``upsample="transposed"``, as the original). A transposed conv has no padding mode: its implicit border is always zero.
 Downsampling is a stride-2 conv (as the original), or the same conv at stride 1 followed by
 the norm, the ReLU and Zhang's BlurPool (``downsample="antialiased"``; not in the papers: tried
@@ -27,8 +30,21 @@ from repro.choices import check_choice
 
 from ._common import Blur, Generator, StyledSequential, conv, scaled
 
-UPSAMPLES = ("nearest", "bilinear", "transposed", "antialiased")
+UPSAMPLES = ("nearest", "bilinear", "transposed", "antialiased", "subpixel")
 DOWNSAMPLES = ("strided", "antialiased")
+
+
+@torch.no_grad()
+def icnr(layer: nn.Conv2d) -> nn.Conv2d:
+    """Aitken et al. 2017's ICNR initialisation of a sub-pixel conv (the conv before
+    ``nn.PixelShuffle(2)``): the four outputs that land on one 2x2 block start as copies of one
+    kernel, so at initialisation the layer is that conv followed by nearest x2, free of any
+    phase-dependent (checkerboard) pattern."""
+    n = layer.out_channels // 4
+    layer.weight.copy_(layer.weight[:n].repeat_interleave(4, dim=0))
+    if layer.bias is not None:
+        layer.bias.copy_(layer.bias[:n].repeat_interleave(4))
+    return layer
 
 
 class ResidualBlock(nn.Module):
@@ -78,6 +94,8 @@ class ResidualGenerator(Generator):
             if upsample in ("nearest", "bilinear", "antialiased"):
                 mode = "bilinear" if upsample == "bilinear" else "nearest"
                 layers = [nn.Upsample(scale_factor=2, mode=mode), conv(cin, cout, 3, 1, padding)]
+            elif upsample == "subpixel":
+                layers = [icnr(conv(cin, 4 * cout, 3, 1, padding)), nn.PixelShuffle(2)]
             else:
                 layers = [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
             layers += [make_norm(norm, cout, **kw), nn.ReLU()]
