@@ -52,6 +52,7 @@ from repro import data, experiments, images, metrics, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 from repro.atomic import atomic_write_json
+from repro.runs import git_commit
 
 VARIANTS = {
     "profile default": [],
@@ -115,11 +116,11 @@ def along_training(profile: str, style: str, steps: int, n_heldout: int, extra: 
 
 @torch.no_grad()
 def decoder_peaks(run, image_paths, size: int) -> list[dict]:
-    """Where the pattern appears: after each layer of the residual generator's decoder (from the
-    first upsampling on), the channel-averaged power spectrum at that map's period-2
-    frequencies (0.5 cycles/px along y, x or the diagonal: a 4 px period at the output for the
-    half-resolution maps) over the median of its 9 x 9 frequency neighbours, in dB, averaged
-    over the photos."""
+    """Where the pattern appears: after each layer of the residual generator's decoder (every
+    layer after the last residual block), the channel-averaged power spectrum at that map's
+    period-2 frequencies (0.5 cycles/px along y, x or the diagonal: a 4 px period at the output
+    for the half-resolution maps, 8 px for a sub-pixel conv's quarter-resolution input) over the
+    median of its 9 x 9 frequency neighbours, in dB, averaged over the photos."""
     model = load_generator(run).eval().float()
     layers = list(model.net)
     # the decoder: everything after the last residual block
@@ -181,6 +182,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.n_heldout < 1:
         p.error(f"--n-heldout must be >= 1, got {args.n_heldout}")
+    if args.n_heldout > len(data.content_paths("test")):
+        p.error(f"--n-heldout must be at most {len(data.content_paths('test'))} (the held-out photos), "
+                f"got {args.n_heldout}")
     if args.trend is not None and args.trend < 8:
         p.error(f"--trend must be at least 8 steps (the profile's snapshots are fractions of them), got {args.trend}")
     if args.trend is not None and args.only:
@@ -198,9 +202,11 @@ def main(argv=None) -> int:
     res = {"profile": profile, "style": args.style, "n_heldout": args.n_heldout, "machine": info,
            "fix": {"excess_db_at_most": FIX_DB, "style_at_most_x_default": FIX_STYLE}, "variants": {}}
     out = Path(args.out) / f"hatch-{machine_slug(info, device)}.json"
-    try:   # --only adds to this machine's earlier variants of the same measurement
+    try:   # --only adds to this machine's earlier variants of the same measurement; each variant
+        # keeps the date and commit it was measured at, and the "fix" column is recomputed below
+        # against whichever default the file holds (so re-measure the default with new code)
         prev = json.loads(out.read_text())
-        if all(prev.get(k) == res[k] for k in ("profile", "style", "n_heldout")):
+        if all(prev.get(k) == res[k] for k in ("profile", "style", "n_heldout", "machine")):
             res["variants"] = {k: v for k, v in prev.get("variants", {}).items() if k in VARIANTS}
     except (OSError, ValueError):
         pass
@@ -211,7 +217,8 @@ def main(argv=None) -> int:
     for name in names:
         r = measure(profile, args.style, VARIANTS[name] + extra, args.n_heldout, default)
         if VARIANTS[name] == []:
-            r["seconds"] = round(r["seconds"] + default_seconds, 1)
+            r["seconds_training"] = round(default_seconds, 1)   # 0 if it was in runs/ already
+        r.update(date=time.strftime("%Y-%m-%d"), git_commit=git_commit())
         res["variants"][name] = r
         print(f"{name}: hatch {r['excess_db']:+.1f} dB at {r['peak_frequency']}, style {r['style']:.3g}, "
               f"content {r['content']:.3g} ({r['seconds']:.0f} s)", flush=True)

@@ -38,7 +38,6 @@ periodic_bound = 6.0      # in_fig4_gallery's hatch bound (dB)
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from repro import data, experiments, figures, images, metrics
@@ -86,14 +85,8 @@ fig3 = {}
 for label, (padding, norm) in variants.items():
     run = experiments.train_generator(profile, arch="multiscale", norm=norm, padding=padding,
                                       style=fig3_style, overrides=fig3_overrides, progress=False)
-    size = run.config.data.test_size
-    photos = [images.load_image(p, size=size) for p in heldout]
-    own = [metrics.border_artifacts(p, band)["score"] for p in photos]
-    fig3[label] = {}
-    for step, path in run.snapshots().items():
-        model = load_generator(path)
-        fig3[label][step] = float(np.mean([metrics.border_artifacts(stylize(model, x), band)["score"] - o
-                                           for x, o in zip(photos, own)]))
+    snaps = {step: load_generator(path) for step, path in run.snapshots().items()}
+    fig3[label] = experiments.border_excess(heldout, run.config.data.test_size, band, snaps)
 fig3_steps = sorted(fig3["zero padding + IN"])
 record_trend("fig3_replicate_bn", "IN Fig. 3: a better padding (replicate) does not cure the border artifacts",
              fig3_steps, [fig3["replicate padding + BN"][s] for s in fig3_steps], 0.5, False, "IN Fig. 3",

@@ -39,7 +39,7 @@ class ModelConfig:
     norm: str = "instance"            # "instance" | "batch" | "none" | "conditional_instance"
     padding: str = "reflect"          # "zero" | "reflect" | "replicate"
     width: float = 1.0                # channel multiplier (1.0 = the papers' networks)
-    upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed" | "antialiased" (+blur)
+    upsample: str = "nearest"         # residual only: "nearest" | "bilinear" (+conv) | "transposed" | "antialiased" (+blur) | "subpixel" (ICNR)
     downsample: str = "strided"       # residual only: "strided" (stride-2 conv) | "antialiased" (stride 1 + BlurPool)
     n_styles: int = 0                 # conditional_instance only
     noise_channels: int = 0           # multiscale only (texture_nets v1 noise inputs)

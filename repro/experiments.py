@@ -171,6 +171,18 @@ def adain_style_ratios(run, styles: list[str], image_paths, models: dict) -> dic
     return out
 
 
+@torch.no_grad()
+def border_excess(image_paths, size: int, band: int, models: dict) -> dict:
+    """IN Fig. 3's statistic: :func:`repro.metrics.border_artifacts` of each held-out photo's
+    output in excess of the photo's own score (a horizon along an edge is not an artifact), the
+    mean over the photos. ``models``: {key: generator}, e.g. a run's snapshots by step. Returns
+    {key: mean excess}."""
+    photos = [images.load_image(p, size=size) for p in image_paths]
+    own = [metrics.border_artifacts(x, band)["score"] for x in photos]
+    return {key: sum(metrics.border_artifacts(stylize(m, x), band)["score"] - o for x, o in zip(photos, own))
+            / len(photos) for key, m in models.items()}
+
+
 def initial_generator(run) -> torch.nn.Module:
     """The run's generator as its training started: built from its config under its seed, as
     ``repro.train`` builds it (eval mode)."""

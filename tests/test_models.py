@@ -140,7 +140,7 @@ def test_residual_upsampling_options_keep_shape(upsample):
     assert model(torch.rand(2, 3, 37, 50)).shape == (2, 3, 37, 50)
 
 
-def test_subpixel_upsampling_starts_as_nearest_x2_of_one_conv_and_then_trains_freely(tmp_path):
+def test_subpixel_upsampling_starts_as_nearest_x2_of_one_conv_with_untied_copies(tmp_path):
     # ICNR (Aitken et al. 2017): the four sub-pixel outputs of each 2x2 block start as copies
     torch.manual_seed(0)
     model = build_generator("residual", upsample="subpixel", **SMALL)

@@ -40,6 +40,9 @@ def icnr(layer: nn.Conv2d) -> nn.Conv2d:
     ``nn.PixelShuffle(2)``): the four outputs that land on one 2x2 block start as copies of one
     kernel, so at initialisation the layer is that conv followed by nearest x2, free of any
     phase-dependent (checkerboard) pattern."""
+    if layer.out_channels % 4:
+        raise ValueError(f"icnr: a sub-pixel conv for PixelShuffle(2) needs a multiple of 4 output "
+                         f"channels, got {layer.out_channels}")
     n = layer.out_channels // 4
     layer.weight.copy_(layer.weight[:n].repeat_interleave(4, dim=0))
     if layer.bias is not None:
