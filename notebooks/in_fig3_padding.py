@@ -84,9 +84,10 @@ rec.note("Zero padding draws frames along the borders with BN *and* with IN at t
          "outputs keep more of the photo, but the frame stays. Replicate padding removes the frames "
          "(with BN). So 'gone with IN' and 'not cured by a better padding' do not reproduce here. "
          "The same held at 64 px crops and 1500 steps (border excess: zero + BN 1.86, replicate + BN "
-         "-0.31, zero + IN 0.99 over 12 held-out photos). A likely reason: the coarsest branch of the "
-         "multi-scale generator sees a 4x4-pixel version of a 128 px crop, so every 3x3 convolution "
-         "there reaches the zero padding, whatever the normalization.")
+         "-0.31, zero + IN 0.99 over 12 held-out photos). Larger crops are not the cure: the coarsest "
+         "branch of the multi-scale generator sees a 4x4-pixel version of a 128 px crop, but at 256 px "
+         "crops (800 steps, python -m bench.fig3_crops) zero + IN still ended at 0.76 (0.54 at 128 px "
+         "on the same machine) and replicate + BN at -0.68.")
 rec.note("A first statistic (how far a border band's mean colour and gradient energy depart from the "
          "interior's) missed the textured frames of zero padding + IN; the edge-orientation "
          "statistic used here ranks the models the way they look.")
