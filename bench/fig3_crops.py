@@ -82,9 +82,9 @@ def main(argv=None) -> int:
     extra = ["optim.steps=8", "train.eval_every=0", "train.checkpoint_every=0"] if args.quick else []
     if args.n_heldout < 1:
         p.error(f"--n-heldout must be >= 1, got {args.n_heldout}")
-    if args.n_heldout > len(data.content_paths("test")):
-        p.error(f"--n-heldout must be at most {len(data.content_paths('test'))} (the held-out photos), "
-                f"got {args.n_heldout}")
+    n_test = len(data.content_paths("test"))
+    if args.n_heldout > n_test:
+        p.error(f"--n-heldout must be at most {n_test} (the held-out photos), got {args.n_heldout}")
     names = args.only or list(VARIANTS)
     for crop in crops:   # every run's config is checked before any is trained
         for name in names:

@@ -52,6 +52,7 @@ from repro import data, experiments, images, metrics, tasks
 from repro.checkpoint import load_generator
 from repro.inference import stylize
 from repro.atomic import atomic_write_json
+from repro.models.residual import ResidualBlock
 from repro.runs import git_commit
 
 VARIANTS = {
@@ -82,11 +83,12 @@ def measure(profile: str, style: str, overrides: list[str], n_heldout: int, defa
     size = run.config.data.test_size
     heldout = data.content_paths("test")[:n_heldout]
     art = experiments.periodic_artifacts(run, heldout, size)
-    losses = experiments.heldout_losses(default, heldout, size, model=load_generator(run))
+    model = load_generator(run)
+    losses = experiments.heldout_losses(default, heldout, size, model=model)
     return {"overrides": overrides, "run": run.path.name, "excess_db": art["excess_db"],
             "peak_frequency": art["output_peak_frequency"], "style": losses["style"],
             "content": losses["content"], "decoder": decoder_peaks(run, heldout[:6], size),
-            "vgg_phase_style": vgg_phase(default, heldout, size, model=load_generator(run)),
+            "vgg_phase_style": vgg_phase(default, heldout, size, model=model),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -124,7 +126,7 @@ def decoder_peaks(run, image_paths, size: int) -> list[dict]:
     model = load_generator(run).eval().float()
     layers = list(model.net)
     # the decoder: everything after the last residual block
-    first = 1 + max(i for i, m in enumerate(layers) if type(m).__name__ == "ResidualBlock")
+    first = 1 + max(i for i, m in enumerate(layers) if isinstance(m, ResidualBlock))
     seen: dict[int, list[float]] = {}
 
     def hook(i):
@@ -182,9 +184,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.n_heldout < 1:
         p.error(f"--n-heldout must be >= 1, got {args.n_heldout}")
-    if args.n_heldout > len(data.content_paths("test")):
-        p.error(f"--n-heldout must be at most {len(data.content_paths('test'))} (the held-out photos), "
-                f"got {args.n_heldout}")
+    n_test = len(data.content_paths("test"))
+    if args.n_heldout > n_test:
+        p.error(f"--n-heldout must be at most {n_test} (the held-out photos), got {args.n_heldout}")
     if args.trend is not None and args.trend < 8:
         p.error(f"--trend must be at least 8 steps (the profile's snapshots are fractions of them), got {args.trend}")
     if args.trend is not None and args.only:
